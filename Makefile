@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO := build/demo
+
+.PHONY: demo test test-fast lint install clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/checkpoint2svc pin examples/classifier.ipynb --cell predict -o $(DEMO)/classifier.ckpt --force
+	$(BIN)/checkpoint2svc inspect $(DEMO)/classifier.ckpt
+	$(BIN)/checkpoint2svc run $(DEMO)/classifier.ckpt '{"features": [6.7, 3.0, 5.2, 2.3]}'
+
+lint: install
+	$(BIN)/ruff check checkpoint2svc tests benchmarks
+	$(BIN)/ruff format --check checkpoint2svc tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -n 2 tests
+
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "not slow" tests
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

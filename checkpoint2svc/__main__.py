@@ -1,0 +1,3 @@
+from checkpoint2svc.cli import main
+
+raise SystemExit(main())

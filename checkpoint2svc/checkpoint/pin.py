@@ -1,0 +1,173 @@
+"""Pin a notebook: run the cells before the target in a kernel, capture state and signature."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from checkpoint2svc import errors
+from checkpoint2svc.checkpoint.checkpoint import Checkpoint
+from checkpoint2svc.checkpoint.kernel import Progress, kernel_session, run_cells
+from checkpoint2svc.checkpoint.kernel_side import RESULT_NAME
+from checkpoint2svc.checkpoint.manifest import (
+    STATE_NAME,
+    Manifest,
+    StateVariable,
+    TargetCell,
+    Variable,
+    sha256_file,
+)
+from checkpoint2svc.checkpoint.notebook import (
+    code_cells,
+    parameters_cell,
+    read_notebook,
+    select_cell,
+)
+from checkpoint2svc.runtime.executor import ExecutionMode
+from checkpoint2svc.signature.cell_analysis import parse_cell, to_python
+
+_CAPTURE = (
+    '__import__("checkpoint2svc.checkpoint.kernel_side", fromlist=["capture"]).capture({path!r})'
+)
+
+
+def service_name(text: str) -> str:
+    """A DNS- and proto-friendly name: lower case letters, digits and dashes."""
+    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"svc-{name}" if name else "svc"
+    return name[:63]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _prepare_output(out_dir: Path, force: bool) -> Path:
+    if out_dir.exists() and not force:
+        raise errors.CheckpointError(
+            f"{out_dir} already exists; pass --force to replace it, or choose another -o"
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+
+
+def _commit(staging: Path, out_dir: Path) -> None:
+    """Move the finished checkpoint into place; an old one is removed only after that works."""
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+        staging.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out_dir)
+
+
+def _raise_kernel_error(error: dict[str, Any]) -> None:
+    cls = getattr(errors, error["class"], errors.Checkpoint2SvcError)
+    if cls is errors.CellExecutionError:
+        raise errors.CellExecutionError(error["message"], error.get("traceback", ""))
+    raise cls(error["message"])
+
+
+def pin_notebook(
+    notebook_path: Path,
+    selector: str,
+    out_dir: Path | None = None,
+    *,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    mode: ExecutionMode = "isolated",
+    name: str | None = None,
+    kernel_name: str | None = None,
+    strict: bool = False,
+    force: bool = False,
+    timeout: float | None = 600,
+    progress: Progress = _stderr,
+    warn: Callable[[str], None] = _stderr,
+) -> Checkpoint:
+    """Pin ``selector``'s cell of a notebook into a checkpoint directory and return it."""
+    from checkpoint2svc import __version__
+
+    notebook_path = Path(notebook_path)
+    notebook, notebook_sha = read_notebook(notebook_path)
+    target = select_cell(notebook, selector)
+    python_source = to_python(target.cell.source)
+    parse_cell(python_source, f"the target cell #{target.code_index}")
+    params = parameters_cell(notebook, target.index)
+    earlier = [(i, c) for i, c in code_cells(notebook) if i < target.index and c.source.strip()]
+    if name is None:
+        name = target.by_tag or notebook_path.stem
+    out_dir = Path(out_dir or f"{service_name(name)}.ckpt")
+
+    staging = _prepare_output(out_dir, force)
+    try:
+        request = {
+            "python_source": python_source,
+            "parameters_source": to_python(params.source) if params is not None else None,
+            "inputs": inputs,
+            "outputs": outputs,
+            "strict": strict,
+        }
+        request_path = staging / "request.json"
+        request_path.write_text(json.dumps(request), encoding="utf-8")
+        with kernel_session(notebook_path.resolve().parent, kernel_name, timeout) as session:
+            run_cells(session, earlier, progress)
+            progress(f"capturing state and running the target cell #{target.code_index} once")
+            try:
+                session.run(
+                    _CAPTURE.format(path=str(request_path.resolve())), "capture", store_history=False
+                )
+            except errors.CellExecutionError as exc:
+                if "ModuleNotFoundError" in str(exc):
+                    raise errors.NotebookError(
+                        "the kernel cannot import checkpoint2svc; install checkpoint2svc into "
+                        "the kernel's environment, or omit --kernel to use this Python"
+                    ) from exc
+                raise
+        result = json.loads((staging / RESULT_NAME).read_text(encoding="utf-8"))
+        if "error" in result:
+            _raise_kernel_error(result["error"])
+        captured = result["ok"]
+        for message in captured["warnings"]:
+            warn(f"warning: {message}")
+        request_path.unlink()
+        (staging / RESULT_NAME).unlink()
+        manifest = Manifest(
+            name=service_name(name),
+            notebook=notebook_path.name,
+            notebook_sha256=notebook_sha,
+            cell=TargetCell(
+                id=str(target.cell.get("id", "")),
+                index=target.index,
+                source=target.cell.source,
+                python_source=python_source,
+                tags=tuple(target.cell.get("metadata", {}).get("tags", [])),
+            ),
+            inputs=[Variable.from_dict(v) for v in captured["inputs"]],
+            outputs=[Variable.from_dict(v) for v in captured["outputs"]],
+            mode=mode,
+            python_version=captured["python_version"],
+            requirements=captured["requirements"],
+            state=[StateVariable(s["name"], s["type"], s["size"]) for s in captured["state"]],
+            excluded=captured["excluded"],
+            copy_per_call=captured["copy_per_call"],
+            files={STATE_NAME: sha256_file(staging / STATE_NAME)},
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            checkpoint2svc_version=__version__,
+            warnings=captured["warnings"],
+        )
+        manifest.write(staging)
+        _commit(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Checkpoint(out_dir, manifest)

@@ -1,0 +1,158 @@
+"""The ``checkpoint2svc`` command: parse arguments, call the library, print the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from checkpoint2svc import __version__
+from checkpoint2svc.errors import CellExecutionError, Checkpoint2SvcError
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if not n.isidentifier()]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)} is not a Python variable name")
+    return names
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    from checkpoint2svc.checkpoint import pin_notebook
+
+    checkpoint = pin_notebook(
+        Path(args.notebook),
+        args.cell,
+        args.output,
+        inputs=args.inputs,
+        outputs=args.outputs,
+        mode=args.mode,
+        name=args.name,
+        kernel_name=args.kernel,
+        strict=args.strict,
+        force=args.force,
+        timeout=args.timeout,
+    )
+    m = checkpoint.manifest
+    print(f"pinned {m.notebook} cell {m.cell.index} as {m.name!r} into {checkpoint.path}")
+    for label, variables in (("inputs", m.inputs), ("outputs", m.outputs)):
+        print(f"  {label}: " + ", ".join(f"{v.name}: {v.type.render()}" for v in variables))
+    return 0
+
+
+def _inspect_text(data: dict[str, Any]) -> str:
+    lines = [
+        f"checkpoint {data['name']} (format {data['format_version']}), verified",
+        f"  notebook: {data['notebook']['name']} (sha256 {data['notebook']['sha256'][:12]}…)",
+        f"  cell: {data['cell']['index']} {data['cell']['source'].splitlines()[0] if data['cell']['source'] else ''}",
+        f"  mode: {data['mode']}   python: {data['python_version']}   created: {data['created']}",
+    ]  # fmt: skip
+    for label in ("inputs", "outputs"):
+        lines.append(f"  {label}:")
+        for v in data[label]:
+            example = json.dumps(v["example"])
+            if len(example) > 60:
+                example = example[:57] + "..."
+            lines.append(f"    {v['name']}: {v['type_text']}  e.g. {example}")
+    lines.append("  state:")
+    for s in data["state"]:
+        lines.append(f"    {s['name']}: {s['type']} ({_size(s['size'])})")
+    if data["excluded"]:
+        lines.append("  left out (not serializable): " + ", ".join(e["name"] for e in data["excluded"]))
+    lines.append("  requirements:")
+    for r in data["requirements"]:
+        lines.append(f"    {r['name']}=={r['version']}" + ("" if r["direct"] else "  (dependency)"))
+    return "\n".join(lines)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from checkpoint2svc.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint.open(args.checkpoint)
+    checkpoint.verify()
+    data = checkpoint.manifest.to_dict()
+    print(json.dumps(data, indent=2) if args.json else _inspect_text(data))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="checkpoint2svc",
+        description="Turn one notebook cell, on its pinned state, into a gRPC + REST service.",
+    )
+    parser.add_argument("--version", action="version", version=f"checkpoint2svc {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pin = commands.add_parser(
+        "pin",
+        help="run a notebook up to a cell and pin its state, inputs and outputs",
+        description="Run the cells before the selected cell in a fresh kernel, capture the "
+        "interpreter state, run the cell once on the example inputs and write a checkpoint.",
+    )
+    pin.add_argument("notebook", help="the .ipynb file")
+    pin.add_argument(
+        "--cell", required=True, metavar="SELECTOR",
+        help="the target cell: a tag (predict), a cell id, or #N for the N-th code cell (0-based)",
+    )  # fmt: skip
+    pin.add_argument("--inputs", type=_names, metavar="a,b", help="input variables (default: the "
+                     "`parameters` cell's variables that the target cell reads)")  # fmt: skip
+    pin.add_argument("--outputs", type=_names, metavar="x,y", help="output variables (default: "
+                     "the names the target cell assigns, minus those starting with _)")  # fmt: skip
+    pin.add_argument("--mode", choices=["isolated", "shared"], default="isolated",
+                     help="isolated: each call starts from the pinned state (default); shared: "
+                     "calls may change the state, one at a time")  # fmt: skip
+    pin.add_argument("-o", "--output", type=Path, metavar="DIR",
+                     help="checkpoint directory (default: NAME.ckpt)")  # fmt: skip
+    pin.add_argument("--name", help="service name (default: the cell's tag, else the notebook's)")
+    pin.add_argument("--kernel", metavar="NAME",
+                     help="Jupyter kernel to run in (default: this Python environment)")  # fmt: skip
+    pin.add_argument("--strict", action="store_true",
+                     help="fail instead of falling back to the json type")  # fmt: skip
+    pin.add_argument("--force", action="store_true", help="replace an existing checkpoint")
+    pin.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
+                     help="per-cell time limit (default 600)")  # fmt: skip
+    pin.set_defaults(func=cmd_pin)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="show a checkpoint's signature, state and requirements, verifying every hash",
+        description="Show a checkpoint's signature, state variables and requirements after "
+        "verifying the sha256 of every file.",
+    )
+    inspect.add_argument("checkpoint", help="a checkpoint directory")
+    inspect.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    inspect.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CellExecutionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.traceback:
+            print(exc.traceback, file=sys.stderr)
+        return 1
+    except Checkpoint2SvcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

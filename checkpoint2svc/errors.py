@@ -1,0 +1,62 @@
+"""The exception hierarchy. Every message names the culprit and says what to do about it."""
+
+from __future__ import annotations
+
+
+class Checkpoint2SvcError(Exception):
+    """Root of every error checkpoint2svc raises on purpose; the CLI prints these without a trace."""
+
+
+class NotebookError(Checkpoint2SvcError):
+    """The notebook file is missing, unreadable or not a valid notebook."""
+
+
+class CellSelectionError(Checkpoint2SvcError):
+    """A cell selector matched no cell or more than one."""
+
+
+class CellExecutionError(Checkpoint2SvcError):
+    """A notebook cell raised while the notebook was being pinned."""
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
+
+
+class SignatureError(Checkpoint2SvcError):
+    """The cell's inputs or outputs cannot be determined as asked."""
+
+
+class TypeInferenceError(SignatureError):
+    """A variable's type has no representation in the type IR."""
+
+
+class UnserializableStateError(Checkpoint2SvcError):
+    """A variable the target cell needs cannot be serialized."""
+
+
+class CheckpointError(Checkpoint2SvcError):
+    """A checkpoint directory is missing, malformed, or written by another format version."""
+
+
+class IntegrityError(CheckpointError):
+    """A checkpoint file does not match the sha256 recorded in its manifest."""
+
+
+class ValueConversionError(Checkpoint2SvcError):
+    """A value does not match its declared type; ``field`` names where."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.reason = message
+
+
+class ExecutionError(Checkpoint2SvcError):
+    """The target cell raised while serving a request."""
+
+    def __init__(self, error_name: str, error_message: str, traceback: list[str]) -> None:
+        super().__init__(f"{error_name}: {error_message}")
+        self.error_name = error_name
+        self.error_message = error_message
+        self.traceback = traceback

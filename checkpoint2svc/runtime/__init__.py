@@ -1,0 +1,1 @@
+"""What runs inside an instance: execute the cell, convert values (generated code imports this)."""

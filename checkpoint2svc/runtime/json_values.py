@@ -1,0 +1,270 @@
+"""Convert Python values to and from their JSON form, as their IR type says.
+
+Tensors travel as nested lists or as ``{"dtype", "shape", "b64"}``; tables as a list of row
+objects (a dict of column lists is accepted too); bytes as base64 strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import sys
+from typing import Any, Literal
+
+from checkpoint2svc.errors import ValueConversionError
+from checkpoint2svc.signature.types import (
+    DictOf,
+    Json,
+    ListOf,
+    Optional,
+    Record,
+    Scalar,
+    Table,
+    Tensor,
+    TypeIR,
+)
+
+TensorFormat = Literal["list", "b64"]
+
+
+def _describe(data: Any) -> str:
+    if data is None:
+        return "null"
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "an array", dict: "an object"}  # fmt: skip
+    return names.get(type(data), type(data).__name__)
+
+
+def plain_json(value: Any, field: str = "") -> Any:
+    """Any value made of dicts, lists, scalars and numpy/pandas values, as plain JSON data."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain_json(v, f"{field}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [plain_json(v, f"{field}[{i}]") for i, v in enumerate(items)]
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(value, pd.DataFrame):
+        return plain_json(value.to_dict(orient="records"), field)
+    if pd is not None and isinstance(value, pd.Series):
+        return plain_json(value.tolist(), field)
+    raise ValueConversionError(
+        field, f"a {type(value).__qualname__} has no JSON form; convert it in the cell (e.g. to a "
+        "list, dict or str)"
+    )
+
+
+def encode_json(value: Any, type_: TypeIR, field: str = "", tensors: TensorFormat = "list") -> Any:
+    """``value`` as JSON data shaped by ``type_``."""
+    if isinstance(type_, Optional):
+        return None if value is None else encode_json(value, type_.inner, field, tensors)
+    if isinstance(type_, Scalar):
+        if type_.kind == "bytes":
+            if not isinstance(value, bytes | bytearray):
+                raise ValueConversionError(field, f"expected bytes, got {type(value).__name__}")
+            return base64.b64encode(value).decode("ascii")
+        python = plain_json(value, field)
+        expected = {"bool": bool, "int": int, "float": (int, float), "str": str}[type_.kind]
+        if not isinstance(python, expected) or (type_.kind != "bool" and isinstance(python, bool)):
+            raise ValueConversionError(field, f"expected {type_.kind}, got {type(value).__name__}")
+        return float(python) if type_.kind == "float" else python
+    if isinstance(type_, ListOf):
+        if not isinstance(value, list | tuple):
+            raise ValueConversionError(field, f"expected a list, got {type(value).__name__}")
+        return [encode_json(v, type_.item, f"{field}[{i}]", tensors) for i, v in enumerate(value)]
+    if isinstance(type_, DictOf):
+        if not isinstance(value, dict):
+            raise ValueConversionError(field, f"expected a dict, got {type(value).__name__}")
+        return {k: encode_json(v, type_.value, f"{field}.{k}", tensors) for k, v in value.items()}
+    if isinstance(type_, Record):
+        if not isinstance(value, dict):
+            raise ValueConversionError(field, f"expected a dict, got {type(value).__name__}")
+        missing = [f.name for f in type_.fields if f.name not in value]
+        if missing:
+            raise ValueConversionError(field, f"missing key(s) {', '.join(missing)}")
+        return {
+            f.name: encode_json(value[f.name], f.type, f"{field}.{f.name}", tensors)
+            for f in type_.fields
+        }
+    if isinstance(type_, Tensor):
+        return _encode_tensor(value, type_, field, tensors)
+    if isinstance(type_, Table):
+        pd = sys.modules.get("pandas")
+        if pd is None or not isinstance(value, pd.DataFrame):
+            raise ValueConversionError(field, f"expected a DataFrame, got {type(value).__name__}")
+        frame = value[[c.name for c in type_.columns]]
+        for column in type_.columns:
+            if column.dtype.startswith("datetime64"):
+                frame = frame.assign(**{column.name: frame[column.name].astype(str)})
+        return plain_json(frame.to_dict(orient="records"), field)
+    return plain_json(value, field)
+
+
+def _encode_tensor(value: Any, type_: Tensor, field: str, tensors: TensorFormat) -> Any:
+    np = sys.modules.get("numpy")
+    if np is None or not isinstance(value, np.ndarray):
+        raise ValueConversionError(field, f"expected a numpy array, got {type(value).__name__}")
+    array = value.astype(type_.dtype, copy=False)
+    if tensors == "b64":
+        contiguous = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
+        return {
+            "dtype": type_.dtype,
+            "shape": list(array.shape),
+            "b64": base64.b64encode(contiguous.tobytes()).decode("ascii"),
+        }
+    return array.tolist()
+
+
+def decode_json(data: Any, type_: TypeIR, field: str = "") -> Any:
+    """The Python value for JSON ``data`` of type ``type_``; errors name the offending field."""
+    if isinstance(type_, Optional):
+        return None if data is None else decode_json(data, type_.inner, field)
+    if isinstance(type_, Scalar):
+        return _decode_scalar(data, type_, field)
+    if isinstance(type_, ListOf):
+        if not isinstance(data, list):
+            raise ValueConversionError(field, f"expected an array, got {_describe(data)}")
+        return [decode_json(v, type_.item, f"{field}[{i}]") for i, v in enumerate(data)]
+    if isinstance(type_, DictOf):
+        if not isinstance(data, dict):
+            raise ValueConversionError(field, f"expected an object, got {_describe(data)}")
+        return {k: decode_json(v, type_.value, f"{field}.{k}") for k, v in data.items()}
+    if isinstance(type_, Record):
+        if not isinstance(data, dict):
+            raise ValueConversionError(field, f"expected an object, got {_describe(data)}")
+        known = {f.name for f in type_.fields}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueConversionError(
+                f"{field}.{unknown[0]}", f"unknown field; expected only {', '.join(sorted(known))}"
+            )
+        out = {}
+        for f in type_.fields:
+            if f.name not in data and not isinstance(f.type, Optional):
+                raise ValueConversionError(f"{field}.{f.name}", "field required")
+            out[f.name] = decode_json(data.get(f.name), f.type, f"{field}.{f.name}")
+        return out
+    if isinstance(type_, Tensor):
+        return _decode_tensor(data, type_, field)
+    if isinstance(type_, Table):
+        return _decode_table(data, type_, field)
+    assert isinstance(type_, Json)
+    return data
+
+
+def _decode_scalar(data: Any, type_: Scalar, field: str) -> Any:
+    kind = type_.kind
+    if kind == "bool" and isinstance(data, bool):
+        return data
+    if kind == "int" and isinstance(data, int) and not isinstance(data, bool):
+        return data
+    if kind == "float" and isinstance(data, int | float) and not isinstance(data, bool):
+        return float(data)
+    if kind == "str" and isinstance(data, str):
+        return data
+    if kind == "bytes" and isinstance(data, str):
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueConversionError(field, f"expected base64-encoded bytes ({exc})") from exc
+    wanted = {"bool": "a boolean", "int": "an integer", "float": "a number", "str": "a string",
+              "bytes": "a base64 string"}[kind]  # fmt: skip
+    if kind == "int" and isinstance(data, float) and math.isfinite(data):
+        raise ValueConversionError(field, f"expected an integer, got the number {data!r}")
+    raise ValueConversionError(field, f"expected {wanted}, got {_describe(data)}")
+
+
+def _check_shape(shape: tuple[int, ...], type_: Tensor, field: str) -> None:
+    if len(shape) != len(type_.shape) or any(
+        want not in (-1, got) for want, got in zip(type_.shape, shape, strict=True)
+    ):
+        want = ", ".join("*" if d == -1 else str(d) for d in type_.shape)
+        raise ValueConversionError(field, f"expected shape ({want}), got {tuple(shape)}")
+
+
+def _decode_tensor(data: Any, type_: Tensor, field: str) -> Any:
+    import numpy as np
+
+    if isinstance(data, dict) and "b64" in data:
+        extra = set(data) - {"dtype", "shape", "b64"}
+        if extra:
+            raise ValueConversionError(f"{field}.{sorted(extra)[0]}", "unknown tensor key")
+        dtype = data.get("dtype", type_.dtype)
+        if dtype != type_.dtype:
+            raise ValueConversionError(f"{field}.dtype", f"expected {type_.dtype}, got {dtype}")
+        shape = data.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
+            raise ValueConversionError(f"{field}.shape", "expected an array of integers")
+        try:
+            raw = base64.b64decode(data["b64"], validate=True)
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise ValueConversionError(f"{field}.b64", f"expected base64 data ({exc})") from exc
+        item = np.dtype(type_.dtype).newbyteorder("<")
+        if len(raw) != item.itemsize * math.prod(shape):
+            raise ValueConversionError(
+                f"{field}.b64", f"{len(raw)} bytes do not fill shape {shape} of {type_.dtype}"
+            )
+        array = np.frombuffer(raw, dtype=item).reshape(shape).astype(type_.dtype)
+    else:
+        try:
+            array = np.asarray(data, dtype=type_.dtype)
+        except (ValueError, TypeError) as exc:
+            raise ValueConversionError(
+                field, f"expected a (nested) array of {type_.dtype} ({exc})"
+            ) from exc
+        if array.dtype == object:
+            raise ValueConversionError(field, "expected a rectangular nested array")
+    _check_shape(tuple(array.shape), type_, field)
+    return array
+
+
+def _decode_table(data: Any, type_: Table, field: str) -> Any:
+    import pandas as pd
+
+    names = [c.name for c in type_.columns]
+    if isinstance(data, dict):
+        columns = data
+        unknown = sorted(set(columns) - set(names))
+        if unknown:
+            raise ValueConversionError(f"{field}.{unknown[0]}", "unknown column")
+        lengths = {len(v) for v in columns.values() if isinstance(v, list)}
+        if len(lengths) > 1:
+            raise ValueConversionError(field, "columns have different lengths")
+    elif isinstance(data, list):
+        for i, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise ValueConversionError(f"{field}[{i}]", f"expected an object, got {_describe(row)}")
+            unknown = sorted(set(row) - set(names))
+            if unknown:
+                raise ValueConversionError(f"{field}[{i}].{unknown[0]}", "unknown column")
+        columns = {n: [row.get(n) for row in data] for n in names}
+    else:
+        raise ValueConversionError(
+            field, f"expected an array of row objects or an object of columns, got {_describe(data)}"
+        )
+    out: dict[str, Any] = {}
+    for column in type_.columns:
+        if column.name not in columns:
+            raise ValueConversionError(f"{field}.{column.name}", "column required")
+        values = columns[column.name]
+        try:
+            if column.dtype == "string":
+                if not all(v is None or isinstance(v, str) for v in values):
+                    raise ValueError("expected strings")
+                out[column.name] = pd.Series(values)
+            else:
+                out[column.name] = pd.Series(values).astype(column.dtype)
+        except (ValueError, TypeError) as exc:
+            raise ValueConversionError(
+                f"{field}.{column.name}", f"cannot hold {column.dtype} values ({exc})"
+            ) from exc
+    return pd.DataFrame(out, columns=names)
