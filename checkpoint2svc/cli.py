@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from checkpoint2svc import __version__
-from checkpoint2svc.errors import CellExecutionError, Checkpoint2SvcError
+from checkpoint2svc.errors import (
+    CellExecutionError,
+    Checkpoint2SvcError,
+    ExecutionError,
+    ValueConversionError,
+)
 
 
 def _names(text: str) -> list[str]:
@@ -87,6 +93,32 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from checkpoint2svc.checkpoint import Checkpoint
+    from checkpoint2svc.runtime.json_values import decode_json, encode_json
+
+    checkpoint = Checkpoint.open(args.checkpoint)
+    manifest = checkpoint.manifest
+    if args.input is None:
+        data = {v.name: v.example for v in manifest.inputs}
+    else:
+        try:
+            data = json.loads(args.input)
+        except json.JSONDecodeError as exc:
+            raise Checkpoint2SvcError(f"the input is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise Checkpoint2SvcError('the input must be a JSON object such as {"x": 1}')
+    unknown = sorted(set(data) - {v.name for v in manifest.inputs})
+    if unknown:
+        raise ValueConversionError(unknown[0], "not an input of this checkpoint")
+    inputs = {v.name: decode_json(data.get(v.name), v.type, v.name) for v in manifest.inputs}
+    with contextlib.redirect_stdout(sys.stderr):  # what the cell prints is not the result
+        outputs = checkpoint.executor().run(inputs)
+    encoded = {v.name: encode_json(outputs[v.name], v.type, v.name) for v in manifest.outputs}
+    print(json.dumps({"output": encoded}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="checkpoint2svc",
@@ -134,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("checkpoint", help="a checkpoint directory")
     inspect.add_argument("--json", action="store_true", help="print the manifest as JSON")
     inspect.set_defaults(func=cmd_inspect)
+
+    run = commands.add_parser(
+        "run",
+        help="run the pinned cell once, in this process, on JSON inputs",
+        description="Load a checkpoint's state in this process and run the pinned cell once. "
+        "Without INPUT the pinned example inputs are used.",
+    )
+    run.add_argument("checkpoint", help="a checkpoint directory")
+    run.add_argument("input", nargs="?", help='a JSON object of inputs, e.g. \'{"x": 1}\'')
+    run.set_defaults(func=cmd_run)
     return parser
 
 
@@ -145,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if exc.traceback:
             print(exc.traceback, file=sys.stderr)
+        return 1
+    except ExecutionError as exc:
+        print(f"error: the cell raised {exc}", file=sys.stderr)
+        print("\n".join(exc.traceback), file=sys.stderr)
+        return 1
+    except ValueConversionError as exc:
+        print(f"error: invalid input: {exc}", file=sys.stderr)
         return 1
     except Checkpoint2SvcError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ one call at a time, as DataSphere does: a call may change what the next one sees
 from __future__ import annotations
 
 import copy
+import linecache
 import threading
 import traceback
 import types
@@ -88,7 +89,8 @@ class CellExecutor:
         self.mode: ExecutionMode = mode
         self._state = state
         self._code = compile(source, CELL_FILENAME, "exec")
-        self._source_lines = source.splitlines()
+        # Tracebacks through the cell then show its source lines.
+        linecache.cache[CELL_FILENAME] = (len(source), None, source.splitlines(True), CELL_FILENAME)
         self._copy = [name for name in copy_per_call if name in state]
         self._rebind = functions_to_rebind(state, [*self.inputs, *self._copy])
         self._lock = threading.Lock()
