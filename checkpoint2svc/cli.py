@@ -59,10 +59,12 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def _inspect_text(data: dict[str, Any]) -> str:
+    from checkpoint2svc.checkpoint.notebook import first_line
+
     lines = [
         f"checkpoint {data['name']} (format {data['format_version']}), verified",
         f"  notebook: {data['notebook']['name']} (sha256 {data['notebook']['sha256'][:12]}…)",
-        f"  cell: {data['cell']['index']} {data['cell']['source'].splitlines()[0] if data['cell']['source'] else ''}",
+        f"  cell: {data['cell']['index']} `{first_line(data['cell']['source'])}`",
         f"  mode: {data['mode']}   python: {data['python_version']}   created: {data['created']}",
     ]  # fmt: skip
     for label in ("inputs", "outputs"):
@@ -76,7 +78,9 @@ def _inspect_text(data: dict[str, Any]) -> str:
     for s in data["state"]:
         lines.append(f"    {s['name']}: {s['type']} ({_size(s['size'])})")
     if data["excluded"]:
-        lines.append("  left out (not serializable): " + ", ".join(e["name"] for e in data["excluded"]))
+        lines.append(
+            "  left out (not serializable): " + ", ".join(e["name"] for e in data["excluded"])
+        )
     lines.append("  requirements:")
     for r in data["requirements"]:
         lines.append(f"    {r['name']}=={r['version']}" + ("" if r["direct"] else "  (dependency)"))
@@ -149,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="checkpoint directory (default: NAME.ckpt)")  # fmt: skip
     pin.add_argument("--name", help="service name (default: the cell's tag, else the notebook's)")
     pin.add_argument("--kernel", metavar="NAME",
-                     help="Jupyter kernel to run in (default: this Python environment)")  # fmt: skip
+                     help="Jupyter kernel to run in (default: this Python)")  # fmt: skip
     pin.add_argument("--strict", action="store_true",
                      help="fail instead of falling back to the json type")  # fmt: skip
     pin.add_argument("--force", action="store_true", help="replace an existing checkpoint")
@@ -174,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Without INPUT the pinned example inputs are used.",
     )
     run.add_argument("checkpoint", help="a checkpoint directory")
-    run.add_argument("input", nargs="?", help='a JSON object of inputs, e.g. \'{"x": 1}\'')
+    run.add_argument("input", nargs="?", help="a JSON object of inputs, e.g. '{\"x\": 1}'")
     run.set_defaults(func=cmd_run)
     return parser
 

@@ -72,7 +72,7 @@ def _dependencies(dist: metadata.Distribution) -> list[str]:
 
 
 def resolve_distributions(packages: Iterable[str]) -> list[Distribution]:
-    """Pinned distributions for top-level ``packages``, with the dependencies they need installed."""
+    """Pinned distributions for top-level ``packages``, plus the installed ones they depend on."""
     by_package = metadata.packages_distributions()
     direct: dict[str, metadata.Distribution] = {}
     for package in sorted(_third_party(packages)):

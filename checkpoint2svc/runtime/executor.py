@@ -54,9 +54,7 @@ def functions_to_rebind(
 
 
 def _rebound(fn: types.FunctionType, namespace: dict[str, Any]) -> types.FunctionType:
-    clone = types.FunctionType(
-        fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__
-    )
+    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
     clone.__kwdefaults__ = fn.__kwdefaults__
     clone.__qualname__ = fn.__qualname__
     clone.__dict__.update(fn.__dict__)
@@ -133,4 +131,10 @@ class CellExecutor:
         return result
 
 
-__all__ = ["CELL_FILENAME", "CellExecutor", "cell_traceback", "ExecutionMode", "functions_to_rebind"]
+__all__ = [
+    "CELL_FILENAME",
+    "CellExecutor",
+    "ExecutionMode",
+    "cell_traceback",
+    "functions_to_rebind",
+]

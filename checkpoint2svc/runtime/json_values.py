@@ -58,8 +58,9 @@ def plain_json(value: Any, field: str = "") -> Any:
     if pd is not None and isinstance(value, pd.Series):
         return plain_json(value.tolist(), field)
     raise ValueConversionError(
-        field, f"a {type(value).__qualname__} has no JSON form; convert it in the cell (e.g. to a "
-        "list, dict or str)"
+        field,
+        f"a {type(value).__qualname__} has no JSON form; convert it in the cell (e.g. to a "
+        "list, dict or str)",
     )
 
 
@@ -72,11 +73,15 @@ def encode_json(value: Any, type_: TypeIR, field: str = "", tensors: TensorForma
             if not isinstance(value, bytes | bytearray):
                 raise ValueConversionError(field, f"expected bytes, got {type(value).__name__}")
             return base64.b64encode(value).decode("ascii")
-        python = plain_json(value, field)
-        expected = {"bool": bool, "int": int, "float": (int, float), "str": str}[type_.kind]
-        if not isinstance(python, expected) or (type_.kind != "bool" and isinstance(python, bool)):
+        python: Any = plain_json(value, field)
+        expected: dict[str, type | tuple[type, ...]] = {
+            "bool": bool, "int": int, "float": (int, float), "str": str
+        }  # fmt: skip
+        if not isinstance(python, expected[type_.kind]) or (
+            type_.kind != "bool" and isinstance(python, bool)
+        ):
             raise ValueConversionError(field, f"expected {type_.kind}, got {type(value).__name__}")
-        return float(python) if type_.kind == "float" else python
+        return float(value) if type_.kind == "float" else python
     if isinstance(type_, ListOf):
         if not isinstance(value, list | tuple):
             raise ValueConversionError(field, f"expected a list, got {type(value).__name__}")
@@ -219,7 +224,7 @@ def _decode_tensor(data: Any, type_: Tensor, field: str) -> Any:
             array = np.asarray(data, dtype=type_.dtype)
         except (ValueError, TypeError) as exc:
             raise ValueConversionError(
-                field, f"expected a (nested) array of {type_.dtype} ({exc})"
+                field, f"expected a rectangular (nested) array of {type_.dtype} ({exc})"
             ) from exc
         if array.dtype == object:
             raise ValueConversionError(field, "expected a rectangular nested array")
@@ -242,14 +247,17 @@ def _decode_table(data: Any, type_: Table, field: str) -> Any:
     elif isinstance(data, list):
         for i, row in enumerate(data):
             if not isinstance(row, dict):
-                raise ValueConversionError(f"{field}[{i}]", f"expected an object, got {_describe(row)}")
+                raise ValueConversionError(
+                    f"{field}[{i}]", f"expected an object, got {_describe(row)}"
+                )
             unknown = sorted(set(row) - set(names))
             if unknown:
                 raise ValueConversionError(f"{field}[{i}].{unknown[0]}", "unknown column")
         columns = {n: [row.get(n) for row in data] for n in names}
     else:
         raise ValueConversionError(
-            field, f"expected an array of row objects or an object of columns, got {_describe(data)}"
+            field,
+            f"expected an array of row objects or an object of columns, got {_describe(data)}",
         )
     out: dict[str, Any] = {}
     for column in type_.columns:

@@ -29,7 +29,7 @@ class CellNames:
 def _transformer() -> object:
     from IPython.core.inputtransformer2 import TransformerManager
 
-    return TransformerManager()
+    return TransformerManager()  # type: ignore[no-untyped-call]
 
 
 def to_python(source: str) -> str:
@@ -44,7 +44,7 @@ def parse_cell(source: str, where: str) -> ast.Module:
         return ast.parse(source, filename=where)
     except SyntaxError as exc:
         raise SignatureError(
-            f"{where} is not valid Python (line {exc.lineno}: {exc.msg}); fix the cell and pin again"
+            f"{where} is not valid Python (line {exc.lineno}: {exc.msg}); fix it and pin again"
         ) from exc
 
 
@@ -58,7 +58,9 @@ def _nested_global_reads(table: symtable.SymbolTable) -> set[str]:
     return names
 
 
-def _first_positions(tree: ast.Module) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+def _first_positions(
+    tree: ast.Module,
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
     """First load and first store position of every name, in source order."""
     loads: dict[str, tuple[int, int]] = {}
     stores: dict[str, tuple[int, int]] = {}
@@ -68,6 +70,16 @@ def _first_positions(tree: ast.Module) -> tuple[dict[str, tuple[int, int]], dict
             pos = (node.lineno, node.col_offset)
             if node.id not in target or pos < target[node.id]:
                 target[node.id] = pos
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                bound = alias.asname or alias.name.split(".")[0]
+                pos = (node.lineno, node.col_offset)
+                if bound not in stores or pos < stores[bound]:
+                    stores[bound] = pos
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            pos = (node.lineno, node.col_offset)
+            if node.name not in stores or pos < stores[node.name]:
+                stores[node.name] = pos
         elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
             # ``x += 1`` reads x before it stores it.
             pos = (node.lineno, node.col_offset)
@@ -101,9 +113,9 @@ def analyze_cell(source: str, where: str = "the cell") -> CellNames:
             continue
         if isinstance(stmt, ast.Assign):
             names = [n for t in stmt.targets for n in _assigned_names(t)]
-        elif isinstance(stmt, ast.AnnAssign | ast.AugAssign) and stmt.value is not None:
-            names = _assigned_names(stmt.target)
-        elif isinstance(stmt, ast.NamedExpr):
+        elif (
+            isinstance(stmt, ast.AnnAssign | ast.AugAssign) and stmt.value is not None
+        ) or isinstance(stmt, ast.NamedExpr):
             names = _assigned_names(stmt.target)
         elif isinstance(stmt, ast.Import | ast.ImportFrom):
             if isinstance(stmt, ast.Import):

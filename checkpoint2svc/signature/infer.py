@@ -57,7 +57,9 @@ def _column_dtype(dtype: Any) -> str | None:
     text = str(dtype)
     if text in TABLE_DTYPES:
         return text
-    if text in ("object", "str", "string") or (pd is not None and pd.api.types.is_string_dtype(dtype)):
+    if text in ("object", "str", "string") or (
+        pd is not None and pd.api.types.is_string_dtype(dtype)
+    ):
         return "string"
     if text.startswith("datetime64"):
         return "datetime64[ns]"
@@ -99,7 +101,9 @@ def _infer_sequence(items: list[Any], where: str, warn: Warn) -> TypeIR:
         warn(f"{where}: the list was empty at pin time, so its item type is unknown (json)")
         return ListOf(Json())
     has_none = any(item is None for item in items)
-    types = [infer_type(item, f"{where}[{i}]", warn) for i, item in enumerate(items) if item is not None]
+    types = [
+        infer_type(item, f"{where}[{i}]", warn) for i, item in enumerate(items) if item is not None
+    ]
     item = _unify(types) if types else None
     if item is None:
         warn(f"{where}: list items have different types; items are served as json")

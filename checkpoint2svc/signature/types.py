@@ -113,7 +113,10 @@ class Table:
     columns: tuple[Column, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "table", "columns": [{"name": c.name, "dtype": c.dtype} for c in self.columns]}
+        return {
+            "kind": "table",
+            "columns": [{"name": c.name, "dtype": c.dtype} for c in self.columns],
+        }
 
     def render(self) -> str:
         return "table{" + ", ".join(f"{c.name}: {c.dtype}" for c in self.columns) + "}"
