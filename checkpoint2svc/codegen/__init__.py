@@ -1,0 +1,1 @@
+"""Stage 3: type IR -> .proto, JSON Schema / OpenAPI; render templates; compile protos."""
