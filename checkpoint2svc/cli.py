@@ -123,6 +123,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from checkpoint2svc.runtime.server import serve
+
+    serve(
+        Path(args.checkpoint),
+        host=args.host,
+        http_port=args.http_port,
+        mode=args.mode,
+        concurrency=args.concurrency,
+        max_message_mb=args.max_message_mb,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="checkpoint2svc",
@@ -180,6 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("checkpoint", help="a checkpoint directory")
     run.add_argument("input", nargs="?", help="a JSON object of inputs, e.g. '{\"x\": 1}'")
     run.set_defaults(func=cmd_run)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a checkpoint locally over REST, without Docker",
+        description="Load a checkpoint, replay its pinned example (GET /readyz answers 200 only "
+        "if it matches) and serve POST /execute, /openapi.json, /docs, /healthz, /metrics.",
+    )
+    serve.add_argument("checkpoint", help="a checkpoint directory")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--http-port", type=int, default=8080, help="REST port (default 8080)")
+    serve.add_argument("--mode", choices=["isolated", "shared"],
+                       help="override the checkpoint's execution mode")  # fmt: skip
+    serve.add_argument("--concurrency", type=int, default=1,
+                       help="cells run at once in this instance (default 1)")  # fmt: skip
+    serve.add_argument("--max-message-mb", type=float, default=16,
+                       help="request and response size limit in MiB (default 16)")  # fmt: skip
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

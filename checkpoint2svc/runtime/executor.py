@@ -66,8 +66,10 @@ def cell_traceback(exc: BaseException) -> list[str]:
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != CELL_FILENAME:
         tb = tb.tb_next
-    lines = traceback.format_exception(type(exc), exc, tb if tb is not None else exc.__traceback__)
-    return [line.rstrip("\n") for line in lines]
+    entries = traceback.format_exception(
+        type(exc), exc, tb if tb is not None else exc.__traceback__
+    )
+    return "".join(entries).splitlines()
 
 
 class CellExecutor:

@@ -1,0 +1,118 @@
+"""One instance's logic, the same for every protocol: check inputs, run the cell, shape outputs."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from checkpoint2svc.checkpoint import Checkpoint
+from checkpoint2svc.errors import Checkpoint2SvcError, ExecutionError, ValueConversionError
+from checkpoint2svc.runtime import cell_output
+from checkpoint2svc.runtime.executor import CellExecutor, ExecutionMode
+from checkpoint2svc.runtime.json_values import TensorFormat, decode_json, encode_json
+from checkpoint2svc.runtime.metrics import NodeMetrics
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+log = logging.getLogger("checkpoint2svc.instance")
+
+
+class SelfTestError(Checkpoint2SvcError):
+    """The served cell does not reproduce the outputs recorded at pin time."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    def describe(self) -> str:
+        mib, rest = divmod(self.max_message_bytes, 1024 * 1024)
+        return f"{mib} MiB" if not rest else f"{self.max_message_bytes} bytes"
+
+
+class CellService:
+    """Loads a checkpoint once and answers ``execute`` calls given as JSON data."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        mode: ExecutionMode | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.manifest = checkpoint.manifest
+        self.limits = limits or Limits()
+        self.metrics = NodeMetrics(os.environ.get("CHECKPOINT2SVC_NODE_ID", self.manifest.name))
+        self.executor: CellExecutor = checkpoint.executor(mode)
+        self.input_names = {v.name for v in self.manifest.inputs}
+        self.ready = False
+        self._ids = itertools.count(1)
+        self._instance = os.environ.get("CHECKPOINT2SVC_INSTANCE_ID", f"pid{os.getpid()}")
+
+    def next_request_id(self) -> str:
+        return f"{self._instance}-{next(self._ids)}"
+
+    def decode_input(self, data: Any) -> dict[str, Any]:
+        """Python values for a JSON ``input`` object; errors name the field."""
+        if not isinstance(data, dict):
+            raise ValueConversionError("input", "expected an object of input variables")
+        unknown = sorted(set(data) - self.input_names)
+        if unknown:
+            raise ValueConversionError(
+                f"input.{unknown[0]}",
+                f"not an input of this service (inputs: {', '.join(sorted(self.input_names))})",
+            )
+        values = {}
+        for variable in self.manifest.inputs:
+            if variable.name not in data:
+                raise ValueConversionError(f"input.{variable.name}", "field required")
+            values[variable.name] = decode_json(
+                data[variable.name], variable.type, f"input.{variable.name}"
+            )
+        return values
+
+    def encode_output(
+        self, values: dict[str, Any], tensors: TensorFormat = "list"
+    ) -> dict[str, Any]:
+        return {
+            v.name: encode_json(values[v.name], v.type, f"output.{v.name}", tensors)
+            for v in self.manifest.outputs
+        }
+
+    def run(
+        self, inputs: dict[str, Any], rid: str, executor: CellExecutor | None = None
+    ) -> dict[str, Any]:
+        """Run the cell with its prints routed to the log under ``rid``."""
+        token = cell_output.request_id.set(rid)
+        try:
+            return (executor or self.executor).run(inputs)
+        finally:
+            cell_output.request_id.reset(token)
+            cell_output.finish(rid)
+
+    def execute_json(self, data: Any, rid: str, tensors: TensorFormat = "list") -> dict[str, Any]:
+        return self.encode_output(self.run(self.decode_input(data), rid), tensors)
+
+    def self_test(self) -> None:
+        """Replay the pinned examples; the instance is ready only if they match."""
+        examples = {v.name: v.example for v in self.manifest.inputs}
+        # Isolated even for a shared-mode service: the self-test must not change the state.
+        isolated = self.checkpoint.executor("isolated")
+        try:
+            outputs = self.run(self.decode_input(examples), "self-test", isolated)
+            got = self.encode_output(outputs, tensors="b64")
+        except (ExecutionError, ValueConversionError) as exc:
+            raise SelfTestError(f"the pinned example failed when replayed: {exc}") from exc
+        expected = {v.name: v.example for v in self.manifest.outputs}
+        if got != expected:
+            diff = [name for name in expected if got.get(name) != expected[name]]
+            raise SelfTestError(
+                f"replaying the pinned example gave different outputs for {', '.join(diff)}: "
+                + "; ".join(
+                    f"{n}: expected {expected[n]!r:.80}, got {got.get(n)!r:.80}" for n in diff
+                )
+            )
+        self.ready = True
+        log.info("self-test passed; ready")

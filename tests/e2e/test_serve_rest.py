@@ -1,0 +1,123 @@
+"""`checkpoint2svc serve` as a real process, called over a real socket with a real HTTP client."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from checkpoint2svc.checkpoint import Checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Instance:
+    def __init__(self, checkpoint: Checkpoint, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "checkpoint2svc", "serve", str(checkpoint.path),
+             "--http-port", str(self.port), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+            if self.process.poll() is not None:
+                break
+        self.stop()
+        raise AssertionError(f"instance did not become ready:\n{self.log}")
+
+    def execute(self, inputs: object) -> httpx.Response:
+        return httpx.post(f"{self.url}/execute", json={"input": inputs}, timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log = self.process.stdout.read() if self.process.stdout else ""
+
+
+@pytest.fixture
+def instance(pinned: dict[str, Checkpoint], request: pytest.FixtureRequest) -> Iterator[Instance]:
+    key, *extra = request.param
+    started = Instance(pinned[key], *extra)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.mark.parametrize("instance", [("classifier",)], indirect=True)
+def test_rest_execute_health_metrics_and_errors(instance: Instance) -> None:
+    ok = instance.execute({"features": [6.7, 3.0, 5.2, 2.3]})
+    assert ok.status_code == 200
+    assert ok.json()["output"]["label"] == "virginica"
+
+    bad = instance.execute({"features": [6.7, "x", 5.2, 2.3]})
+    assert bad.status_code == 422
+    assert bad.json()["field"] == "input.features[1]"
+
+    missing = instance.execute({})
+    assert missing.status_code == 422 and missing.json()["field"] == "input.features"
+
+    raised = instance.execute({"features": [1.0]})
+    assert raised.status_code == 500
+    body = raised.json()
+    assert body["error_name"] == "ValueError"
+    assert any("model.predict_proba" in line for line in body["traceback"])
+    assert instance.execute({"features": [5.1, 3.5, 1.4, 0.2]}).status_code == 200  # still serving
+
+    assert httpx.get(f"{instance.url}/healthz").status_code == 200
+    assert httpx.get(f"{instance.url}/nowhere").status_code == 404
+    metrics = httpx.get(f"{instance.url}/metrics").text
+    assert 'node_http_codes_total{node_id="predict",code="200"} 2' in metrics
+    assert 'node_http_codes_total{node_id="predict",code="500"} 1' in metrics
+    assert "node_request_durations_bucket" in metrics
+
+
+@pytest.mark.parametrize("instance", [("classifier", "--max-message-mb", "0.001")], indirect=True)
+def test_oversized_request_is_refused_naming_the_limit(instance: Instance) -> None:
+    response = instance.execute({"features": [1.0] * 1000})
+    assert response.status_code == 413
+    assert "limit of 1048 bytes" in response.json()["error_message"]
+
+
+@pytest.mark.parametrize("instance", [("counter-shared",)], indirect=True)
+def test_shared_mode_counts_across_requests(instance: Instance) -> None:
+    totals = [instance.execute({"step": 1}).json()["output"]["total"] for _ in range(3)]
+    assert totals == [1, 2, 3]  # the self-test did not count
+
+
+@pytest.mark.parametrize("instance", [("counter",)], indirect=True)
+def test_isolated_mode_answers_the_same(instance: Instance) -> None:
+    totals = [instance.execute({"step": 1}).json()["output"]["total"] for _ in range(3)]
+    assert totals == [1, 1, 1]
+
+
+@pytest.mark.parametrize("instance", [("classifier",)], indirect=True)
+def test_cell_prints_go_to_the_log_with_the_request_id(instance: Instance) -> None:
+    response = instance.execute({"features": [6.7, 3.0, 5.2, 2.3]})
+    assert "virginica" not in response.text.replace('"label":"virginica"', "")
+    rid = response.headers["x-request-id"]
+    instance.stop()
+    assert f"[{rid}] virginica" in instance.log
