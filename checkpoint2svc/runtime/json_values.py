@@ -222,7 +222,7 @@ def _decode_tensor(data: Any, type_: Tensor, field: str) -> Any:
     else:
         try:
             array = np.asarray(data, dtype=type_.dtype)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ValueConversionError(
                 field, f"expected a rectangular (nested) array of {type_.dtype} ({exc})"
             ) from exc

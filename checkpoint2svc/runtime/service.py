@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from checkpoint2svc.checkpoint import Checkpoint
 from checkpoint2svc.errors import Checkpoint2SvcError, ExecutionError, ValueConversionError
 from checkpoint2svc.runtime import cell_output
@@ -106,7 +108,8 @@ class CellService:
         except (ExecutionError, ValueConversionError) as exc:
             raise SelfTestError(f"the pinned example failed when replayed: {exc}") from exc
         expected = {v.name: v.example for v in self.manifest.outputs}
-        if got != expected:
+        # Compared as sent on the wire, where NaN is null: NaN never equals itself.
+        if orjson.dumps(got) != orjson.dumps(expected):
             diff = [name for name in expected if got.get(name) != expected[name]]
             raise SelfTestError(
                 f"replaying the pinned example gave different outputs for {', '.join(diff)}: "
