@@ -87,6 +87,9 @@ def test_rest_execute_health_metrics_and_errors(instance: Instance) -> None:
     assert any("model.predict_proba" in line for line in body["traceback"])
     assert instance.execute({"features": [5.1, 3.5, 1.4, 0.2]}).status_code == 200  # still serving
 
+    document = httpx.get(f"{instance.url}/openapi.json").json()
+    assert document["paths"]["/execute"]["post"]["requestBody"]
+    assert "PredictInput" in document["components"]["schemas"]
     assert httpx.get(f"{instance.url}/healthz").status_code == 200
     assert httpx.get(f"{instance.url}/nowhere").status_code == 404
     metrics = httpx.get(f"{instance.url}/metrics").text
