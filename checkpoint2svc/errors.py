@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class Checkpoint2SvcError(Exception):
-    """Root of every error checkpoint2svc raises on purpose; the CLI prints these without a trace."""
+    """Root of every error raised on purpose; the CLI prints these without a traceback."""
 
 
 class NotebookError(Checkpoint2SvcError):

@@ -28,14 +28,18 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 Progress = Callable[[str], None]
 
 
-class _SpecsWithThisPython(KernelSpecManager):  # type: ignore[misc]
+class _SpecsWithThisPython(KernelSpecManager):
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         if kernel_name == THIS_PYTHON:
             return KernelSpec(
                 argv=[
-                    sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                    sys.executable,
+                    "-m",
+                    "ipykernel_launcher",
+                    "-f",
+                    "{connection_file}",
                     "--IPKernelApp.log_level=ERROR",
-                ],  # fmt: skip
+                ],
                 display_name=f"Python {sys.version.split()[0]} ({sys.executable})",
                 language="python",
                 resource_dir="",
@@ -55,7 +59,7 @@ class KernelSession:
 
     def run(self, source: str, label: str, store_history: bool = True) -> Any:
         """Execute ``source``; a failure raises :class:`CellExecutionError` naming ``label``."""
-        cell = nbformat.v4.new_code_cell(source)
+        cell = nbformat.v4.new_code_cell(source)  # type: ignore[no-untyped-call]
         self._client.nb.cells.append(cell)
         try:
             self._client.execute_cell(
@@ -87,7 +91,7 @@ def kernel_session(
     name = kernel_name or THIS_PYTHON
     manager = AsyncKernelManager(kernel_name=name, kernel_spec_manager=_SpecsWithThisPython())
     client = NotebookClient(
-        nbformat.v4.new_notebook(),
+        nbformat.v4.new_notebook(),  # type: ignore[no-untyped-call]
         km=manager,
         timeout=timeout,
         startup_timeout=120,
@@ -103,9 +107,7 @@ def kernel_session(
         ) from exc
 
 
-def run_cells(
-    session: KernelSession, cells: list[tuple[int, Any]], progress: Progress
-) -> None:
+def run_cells(session: KernelSession, cells: list[tuple[int, Any]], progress: Progress) -> None:
     """Run notebook cells in order, reporting each one."""
     total = len(cells)
     for n, (index, cell) in enumerate(cells, start=1):

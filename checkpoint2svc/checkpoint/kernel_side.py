@@ -8,6 +8,7 @@ in the kernel.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -20,8 +21,8 @@ import dill
 from checkpoint2svc.checkpoint.manifest import STATE_NAME
 from checkpoint2svc.checkpoint.requirements import modules_in_pickle, resolve_distributions
 from checkpoint2svc.errors import (
-    Checkpoint2SvcError,
     CellExecutionError,
+    Checkpoint2SvcError,
     ExecutionError,
     SignatureError,
     TypeInferenceError,
@@ -36,14 +37,60 @@ from checkpoint2svc.signature.types import TypeIR
 RESULT_NAME = "result.json"
 _IPYTHON_HISTORY = re.compile(r"^_(i{1,3}|i?\d+|_{0,2})$")
 
+_FILE_FIX = (
+    "open the file inside the cell that uses it, or read its content into a variable in an "
+    "earlier cell"
+)
 _FIXES = {
-    "TextIOWrapper": "open the file inside the cell that uses it, or read its content into a "
-    "variable in an earlier cell",
-    "BufferedReader": "open the file inside the cell that uses it",
     "lock": "create the lock inside the target cell, or drop it",
     "socket": "open the connection inside the target cell",
-    "generator": "turn it into a list (list(gen)) in an earlier cell",
+    "generator": "turn it into a list in an earlier cell (`{name} = list({name})`)",
 }
+NO_INPUTS = (
+    "no inputs given and no cell is tagged `parameters`; tag the cell that defines the inputs "
+    "`parameters` (the papermill convention) or pass --inputs a,b"
+)
+_STANDARD_STREAMS = ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__")
+
+
+def _is_file_handle(value: Any) -> bool:
+    """An open (or closed) file other than the standard streams; in-memory buffers are not."""
+    return (
+        isinstance(value, io.IOBase)
+        and not isinstance(value, io.StringIO | io.BytesIO)
+        and not any(value is getattr(sys, name, None) for name in _STANDARD_STREAMS)
+    )
+
+
+class _PortablePickler(dill.Pickler):  # type: ignore[misc]
+    """dill, refusing file handles at any depth.
+
+    dill pickles a file handle as its path and mode and reopens it wherever the state is loaded:
+    on another machine that fails or silently yields an empty file, and a handle opened for
+    writing truncates the file there. A checkpoint must not do either.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if _is_file_handle(obj):
+            raise TypeError(
+                f"a file handle ({getattr(obj, 'name', '?')!r}) would be reopened by path "
+                "wherever the checkpoint is loaded"
+            )
+        return NotImplemented
+
+
+def _dumps(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    _PortablePickler(buffer, dill.settings["protocol"]).dump(value)
+    return buffer.getvalue()
+
+
+def _changed(value: Any, pickled: bytes) -> bool:
+    """Whether ``value`` no longer pickles to ``pickled`` (or no longer pickles at all)."""
+    try:
+        return _dumps(value) != pickled
+    except Exception:
+        return True
 
 
 def _main_namespace() -> tuple[types.ModuleType, dict[str, Any], set[str]]:
@@ -104,14 +151,20 @@ def needed_names(reads: tuple[str, ...], namespace: dict[str, Any]) -> list[str]
 
 def _qualified_type(value: Any) -> str:
     kind = type(value)
-    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
 
 
-def _fix_for(value: Any) -> str:
-    name = type(value).__name__
+def _fix_for(name: str, value: Any) -> str:
+    if _is_file_handle(value):
+        return _FILE_FIX
+    type_name = type(value).__name__
     for key, fix in _FIXES.items():
-        if key.lower() in name.lower():
-            return fix
+        if key.lower() in type_name.lower():
+            return fix.format(name=name)
     return "recreate it inside the target cell, or leave it out of what the cell reads"
 
 
@@ -139,10 +192,7 @@ def _select_inputs(
                 "pass --inputs"
             )
     else:
-        raise SignatureError(
-            "no inputs given and no cell is tagged `parameters`; tag the cell that defines the "
-            "inputs `parameters` (the papermill convention) or pass --inputs a,b"
-        )
+        raise SignatureError(NO_INPUTS)
     for name in chosen:
         if name not in namespace:
             raise SignatureError(
@@ -152,7 +202,9 @@ def _select_inputs(
     return chosen
 
 
-def _select_outputs(explicit: list[str] | None, assigns: tuple[str, ...], binds: tuple[str, ...]) -> list[str]:
+def _select_outputs(
+    explicit: list[str] | None, assigns: tuple[str, ...], binds: tuple[str, ...]
+) -> list[str]:
     if explicit is not None:
         for name in explicit:
             if name not in binds:
@@ -180,12 +232,13 @@ def _serialize_each(
     for name in names:
         value = namespace[name]
         try:
-            data = dill.dumps(value)
+            data = _dumps(value)
         except Exception as exc:
             if name in needed:
                 raise UnserializableStateError(
                     f"variable {name!r} ({_qualified_type(value)}) is needed by the target cell "
-                    f"but cannot be serialized ({type(exc).__name__}: {exc}); {_fix_for(value)}"
+                    f"but cannot be serialized ({type(exc).__name__}: {exc}); "
+                    f"{_fix_for(name, value)}"
                 ) from None
             excluded.append({"name": name, "type": _qualified_type(value), "reason": str(exc)})
             continue
@@ -194,7 +247,9 @@ def _serialize_each(
     return pickled, state, excluded
 
 
-def _dump_state(main: types.ModuleType, namespace: dict[str, Any], drop: list[str], path: Path) -> None:
+def _dump_state(
+    main: types.ModuleType, namespace: dict[str, Any], drop: list[str], path: Path
+) -> None:
     """Write the module's globals minus ``drop``; the kernel's namespace is restored after."""
     removed = {name: namespace.pop(name) for name in drop if name in namespace}
     try:
@@ -204,11 +259,11 @@ def _dump_state(main: types.ModuleType, namespace: dict[str, Any], drop: list[st
 
 
 def _type_of(
-    name: str, value: Any, annotation: Any, warnings: list[str], strict: bool
+    name: str, value: Any, annotation: Any, warnings: list[str], strict: bool, fix: str
 ) -> TypeIR:
     def warn(message: str) -> None:
         if strict:
-            raise TypeInferenceError(f"{message} (--strict); annotate {name!r} or drop --strict")
+            raise TypeInferenceError(f"{message}, which --strict forbids; {fix}, or drop --strict")
         warnings.append(message)
 
     if annotation is not None:
@@ -250,7 +305,10 @@ def _capture(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     input_values = {name: namespace[name] for name in inputs}
     input_vars = []
     for name in inputs:
-        type_ = _type_of(name, input_values[name], annotations.get(name), warnings, request["strict"])
+        fix = f"annotate {name!r} in the parameters cell (`{name}: Any` accepts any JSON value)"
+        type_ = _type_of(
+            name, input_values[name], annotations.get(name), warnings, request["strict"], fix
+        )
         example = encode_json(input_values[name], type_, name, tensors="b64")
         input_vars.append({"name": name, "type": type_.to_dict(), "example": example})
 
@@ -265,19 +323,23 @@ def _capture(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         output_values = runner.run(input_values)
     except ExecutionError as exc:
         raise CellExecutionError(
-            f"the target cell raised {exc.error_name} on the example inputs: {exc.error_message}",
+            f"{request.get('label', 'the target cell')} raised {exc.error_name} on the example "
+            f"inputs: {exc.error_message}",
             "\n".join(exc.traceback),
         ) from None
-    copy_per_call = [name for name, value in watched.items() if dill.dumps(value) != pickled[name]]
+    copy_per_call = [name for name, value in watched.items() if _changed(value, pickled[name])]
 
     output_vars = []
     for name in outputs:
-        type_ = _type_of(name, output_values[name], None, warnings, request["strict"])
+        fix = f"make the cell give {name!r} a value of one precise type, or omit it from --outputs"
+        type_ = _type_of(name, output_values[name], None, warnings, request["strict"], fix)
         example = encode_json(output_values[name], type_, name, tensors="b64")
         output_vars.append({"name": name, "type": type_.to_dict(), "example": example})
 
     packages = modules_in_pickle(out_dir / STATE_NAME) | set(cell.imports)
-    packages |= {type(v).__module__.split(".")[0] for v in [*input_values.values(), *output_values.values()]}
+    packages |= {
+        type(v).__module__.split(".")[0] for v in [*input_values.values(), *output_values.values()]
+    }
     return {
         "inputs": input_vars,
         "outputs": output_vars,

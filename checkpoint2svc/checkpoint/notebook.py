@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,31 @@ class SelectedCell:
 
 def read_notebook(path: Path) -> tuple[Any, str]:
     """The parsed notebook and the sha256 of its file; errors say what is wrong with it."""
+    if path.is_dir():
+        raise NotebookError(f"{path} is a directory; pass the .ipynb file in it")
     if not path.is_file():
         raise NotebookError(f"notebook {path} does not exist; check the path")
     raw = path.read_bytes()
     try:
-        notebook = nbformat.reads(raw.decode("utf-8"), as_version=4)
-        nbformat.validate(notebook)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NotebookError(f"{path} is not a text file ({exc}); pass an .ipynb notebook") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotebookError(
+            f"{path} is not JSON (line {exc.lineno} column {exc.colno}: {exc.msg}), so not a "
+            "Jupyter notebook; pass an .ipynb file"
+        ) from exc
+    if not isinstance(data, dict) or "nbformat" not in data:
+        found = "has no `nbformat` key" if isinstance(data, dict) else "is not a JSON object"
+        raise NotebookError(
+            f"{path} is JSON but not a Jupyter notebook (it {found}; a notebook is an object "
+            "with `nbformat` and `cells`); pass an .ipynb file"
+        )
+    try:
+        notebook = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
+        nbformat.validate(notebook)
     except Exception as exc:  # nbformat raises several unrelated types for bad input
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NotebookError(
@@ -77,7 +95,9 @@ def select_cell(notebook: Any, selector: str) -> SelectedCell:
         index, cell = cells[n]
         return SelectedCell(index, n, cell, None)
     by_tag = [
-        (k, i, c) for k, (i, c) in enumerate(cells) if selector in c.get("metadata", {}).get("tags", [])
+        (k, i, c)
+        for k, (i, c) in enumerate(cells)
+        if selector in c.get("metadata", {}).get("tags", [])
     ]
     by_id = [(k, i, c) for k, (i, c) in enumerate(cells) if c.get("id") == selector]
     matches = by_tag + [m for m in by_id if m not in by_tag]

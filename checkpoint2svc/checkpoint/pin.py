@@ -15,7 +15,7 @@ from typing import Any
 from checkpoint2svc import errors
 from checkpoint2svc.checkpoint.checkpoint import Checkpoint
 from checkpoint2svc.checkpoint.kernel import Progress, kernel_session, run_cells
-from checkpoint2svc.checkpoint.kernel_side import RESULT_NAME
+from checkpoint2svc.checkpoint.kernel_side import NO_INPUTS, RESULT_NAME
 from checkpoint2svc.checkpoint.manifest import (
     STATE_NAME,
     Manifest,
@@ -26,6 +26,7 @@ from checkpoint2svc.checkpoint.manifest import (
 )
 from checkpoint2svc.checkpoint.notebook import (
     code_cells,
+    describe_cell,
     parameters_cell,
     read_notebook,
     select_cell,
@@ -103,6 +104,8 @@ def pin_notebook(
     python_source = to_python(target.cell.source)
     parse_cell(python_source, f"the target cell #{target.code_index}")
     params = parameters_cell(notebook, target.index)
+    if inputs is None and params is None:
+        raise errors.SignatureError(NO_INPUTS)  # before running the whole notebook for nothing
     earlier = [(i, c) for i, c in code_cells(notebook) if i < target.index and c.source.strip()]
     if name is None:
         name = target.by_tag or notebook_path.stem
@@ -116,6 +119,7 @@ def pin_notebook(
             "inputs": inputs,
             "outputs": outputs,
             "strict": strict,
+            "label": f"the target {describe_cell(target.index, target.cell)}",
         }
         request_path = staging / "request.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
@@ -124,7 +128,9 @@ def pin_notebook(
             progress(f"capturing state and running the target cell #{target.code_index} once")
             try:
                 session.run(
-                    _CAPTURE.format(path=str(request_path.resolve())), "capture", store_history=False
+                    _CAPTURE.format(path=str(request_path.resolve())),
+                    "capture",
+                    store_history=False,
                 )
             except errors.CellExecutionError as exc:
                 if "ModuleNotFoundError" in str(exc):
