@@ -34,8 +34,9 @@ class Checkpoint:
             actual = sha256_file(file)
             if actual != expected:
                 raise IntegrityError(
-                    f"{file} was modified after pinning (sha256 {actual[:12]}…, manifest says "
-                    f"{expected[:12]}…); refusing to load it. Pin the notebook again"
+                    f"{file} does not match the sha256 recorded in manifest.json (file "
+                    f"{actual[:12]}…, manifest {expected[:12]}…): the checkpoint was modified "
+                    "after pinning; refusing to load it. Pin the notebook again"
                 )
 
     @property
