@@ -13,6 +13,7 @@ from typing import Any
 import nbformat
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError as NbCellExecutionError
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -105,6 +106,10 @@ def kernel_session(
         raise NotebookError(
             f"no Jupyter kernel named {name!r}; list them with `jupyter kernelspec list`"
         ) from exc
+    finally:
+        # nbclient leaves a kernel it was handed (km=) running; this one is ours to stop.
+        if run_sync(manager.is_alive)():
+            run_sync(manager.shutdown_kernel)(now=True)
 
 
 def run_cells(session: KernelSession, cells: list[tuple[int, Any]], progress: Progress) -> None:
