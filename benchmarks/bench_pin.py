@@ -2,9 +2,8 @@
 
 Each side starts a fresh kernel on this interpreter (``sys.executable -m ipykernel_launcher``)
 and runs every cell up to and including the target cell; pin also captures the state and
-writes the checkpoint. The wall time of each call is measured. Neither call shuts its kernel
-down (nbclient keeps a kernel it was handed with ``km=`` running), so the leftover kernel is
-stopped after the clock stops. The sides alternate (pin, nbclient, pin, ...) so that load drift
+writes the checkpoint. The wall time of each call is measured, kernel shutdown included on both
+sides (pin stops its kernel; the nbclient side stops the kernel it handed in with ``km=``). The sides alternate (pin, nbclient, pin, ...) so that load drift
 hits both alike. Exits 1 when pin's median exceeds ``--target`` times nbclient's median for
 any notebook, unless ``--no-check``.
 
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import psutil
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
 from checkpoint2svc.checkpoint import pin_notebook
@@ -49,10 +49,11 @@ def run_nbclient(notebook: Path, cell: str) -> None:
         nb, km=manager, kernel_name=THIS_PYTHON, timeout=600, startup_timeout=120,
         resources={"metadata": {"path": str(notebook.parent)}},
     ).execute()  # fmt: skip
+    run_sync(manager.shutdown_kernel)(now=True)
 
 
 def reap_kernels() -> None:
-    """Stop the kernels left running: with ``km=`` given, nbclient does not shut them down."""
+    """Stop any kernel a failed run left behind (a safety net; both sides stop their own)."""
     kernels = [
         child for child in psutil.Process().children()
         if "ipykernel_launcher" in " ".join(child.cmdline())
@@ -63,7 +64,7 @@ def reap_kernels() -> None:
 
 
 def timed(action: Callable[[], None]) -> float:
-    """Wall time of ``action``; the kernel it leaves behind is stopped after the clock stops."""
+    """Wall time of ``action``; a kernel left behind is stopped after the clock stops."""
     started = time.perf_counter()
     action()
     elapsed = time.perf_counter() - started
