@@ -4,7 +4,8 @@ Each side starts a fresh kernel on this interpreter (``sys.executable -m ipykern
 and runs every cell up to and including the target cell; pin also captures the state and
 writes the checkpoint. The wall time of each call is measured, kernel shutdown included on both
 sides (pin stops its kernel; the nbclient side stops the kernel it handed in with ``km=``).
-The sides alternate (pin, nbclient, pin, ...) so that load drift hits both alike. Exits 1 when pin's median exceeds ``--target`` times nbclient's median for
+The sides alternate (pin, nbclient, pin, ...) so that load drift hits both alike. Exits 1 when
+pin's median exceeds ``--target`` times nbclient's median for
 any notebook, unless ``--no-check``.
 
     .venv/bin/python benchmarks/bench_pin.py [--rounds 7] [--no-check] [NOTEBOOK:CELL ...]
