@@ -1,0 +1,576 @@
+"""Convert Python values to and from protobuf messages, as their IR type says.
+
+The shapes follow the README's type table and ``checkpoint2svc.codegen.proto``, which generates
+the messages these functions fill and read:
+
+- a scalar is a scalar field; ``optional`` of a scalar is a proto3 ``optional`` field;
+- a record is a nested message whose fields are named by ``proto_field_names``;
+- ``list[T]`` is ``repeated T``, ``dict[str, T]`` is ``map<string, T>``;
+- a list, dict or optional that proto cannot express directly (an item of a list, a value of a
+  map, an optional list or dict) is a wrapper message whose one field is ``values`` (list, dict)
+  or ``value`` (optional); other optional non-scalars use the message field's presence;
+- a tensor is ``checkpoint2svc.v1.Tensor``, a table ``checkpoint2svc.v1.Table``, and ``json``
+  ``google.protobuf.Value``.
+
+Protobuf has no order for map entries: dicts decoded from a map or a ``Struct`` have sorted keys.
+JSON numbers in a ``Value`` or ``Struct`` are doubles: whole numbers within ±2**53 come back as
+``int``, and an integer beyond that range is refused rather than silently rounded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import keyword
+import math
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol, TypeVar
+
+from google.protobuf import struct_pb2
+from google.protobuf.message import Message
+
+from checkpoint2svc.errors import ValueConversionError
+from checkpoint2svc.runtime.json_values import encode_json, plain_json
+from checkpoint2svc.signature.types import (
+    DictOf,
+    Field,
+    Json,
+    ListOf,
+    Optional,
+    Record,
+    Scalar,
+    Table,
+    Tensor,
+    TypeIR,
+)
+
+M = TypeVar("M", bound=Message)
+
+# Words of the proto language, and attributes of Python message classes that a field would hide.
+PROTO_KEYWORDS = frozenset((
+    "syntax", "edition", "import", "weak", "public", "export", "local", "package", "option",
+    "message", "enum", "service", "rpc", "returns", "stream", "extend", "extensions", "reserved",
+    "to", "max", "oneof", "map", "repeated", "optional", "required", "group", "double", "float",
+    "int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64", "sfixed32",
+    "sfixed64", "bool", "string", "bytes", "true", "false", "inf", "nan",
+))  # fmt: skip
+MESSAGE_ATTRIBUTES = frozenset((
+    "DESCRIPTOR", "ByteSize", "Clear", "ClearExtension", "ClearField", "CopyFrom",
+    "DiscardUnknownFields", "Extensions", "FindInitializationErrors", "FromString",
+    "HasExtension", "HasField", "IsInitialized", "ListFields", "MergeFrom", "MergeFromString",
+    "ParseFromString", "RegisterExtension", "SerializePartialToString", "SerializeToString",
+    "SetInParent", "UnknownFields", "WhichOneof",
+))  # fmt: skip
+RESERVED_NAMES = PROTO_KEYWORDS | MESSAGE_ATTRIBUTES | frozenset(keyword.kwlist)
+
+_INT64 = (-(2**63), 2**63 - 1)
+_EXACT_DOUBLE = 2**53
+# Which member of checkpoint2svc.v1.Column's ``values`` carries a column of each dtype kind.
+_COLUMN_MEMBERS = {"b": "bools", "i": "int64s", "u": "uint64s", "f": "doubles"}
+
+
+class NamedType(Protocol):
+    """A variable of the signature (``Variable``) or a field of a record (``Field``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> TypeIR: ...
+
+
+# ---------------------------------------------------------------------------------- naming
+
+
+def json_name(name: str) -> str:
+    """protoc's default JSON name of a field: underscores dropped, the next letter upper-cased."""
+    out: list[str] = []
+    upper = False
+    for char in name:
+        if char == "_":
+            upper = True
+        else:
+            out.append(char.upper() if upper else char)
+            upper = False
+    return "".join(out)
+
+
+def _is_plain(name: str) -> bool:
+    return name.isascii() and name.isidentifier() and name not in RESERVED_NAMES
+
+
+def proto_field_names(keys: Sequence[str]) -> tuple[str, ...]:
+    """The proto field name of each key of a record (or variable), in order.
+
+    A key keeps its name when it is an ASCII identifier that is neither a proto keyword, a
+    Python keyword nor a message attribute, and its JSON name (which protoc requires to be unique
+    within a message) is not already taken by an earlier key. Any other key becomes the first
+    free name of ``base``, ``base_``, ``base_2``, ``base_3``, ... where ``base`` is the key with
+    characters outside ``[A-Za-z0-9_]`` replaced by ``_`` (and a leading ``_`` before a digit).
+    The generator (``checkpoint2svc.codegen.proto``) and the conversions here both call this, so
+    the generated messages and the runtime agree on every name.
+    """
+    names: dict[int, str] = {}
+    taken: set[str] = set()
+
+    def free(name: str) -> bool:
+        return _is_plain(name) and name not in taken and json_name(name) not in taken_json
+
+    taken_json: set[str] = set()
+    for i, key in enumerate(keys):
+        if free(key):
+            names[i] = key
+            taken.add(key)
+            taken_json.add(json_name(key))
+    for i, key in enumerate(keys):
+        if i in names:
+            continue
+        base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in key)
+        if not base or base[0].isdigit():
+            base = f"_{base}"
+        name = next(c for c in _candidates(base) if free(c))
+        names[i] = name
+        taken.add(name)
+        taken_json.add(json_name(name))
+    return tuple(names[i] for i in range(len(keys)))
+
+
+def _candidates(base: str) -> Iterator[str]:
+    yield base
+    yield f"{base}_"
+    yield from (f"{base}_{n}" for n in itertools.count(2))
+
+
+@lru_cache(maxsize=1024)
+def _record_names(record: Record) -> tuple[str, ...]:
+    return proto_field_names([f.name for f in record.fields])
+
+
+def signature_record(variables: Iterable[NamedType]) -> Record:
+    """The inputs (or outputs) of a signature as one record: the generated ``Input``/``Output``."""
+    return Record(tuple(Field(v.name, v.type) for v in variables))
+
+
+def _join(field: str, key: str) -> str:
+    return f"{field}.{key}" if field else key
+
+
+def _optional_inner(type_: TypeIR) -> TypeIR:
+    while isinstance(type_, Optional):
+        type_ = type_.inner
+    return type_
+
+
+# ---------------------------------------------------------------------------- Python -> proto
+
+
+def encode_message(
+    values: Mapping[str, Any], record: Record, message_class: type[M], field: str = ""
+) -> M:
+    """A new ``message_class`` holding ``values`` (e.g. the cell's outputs) shaped by ``record``."""
+    message: M = message_class()
+    _fill(message, record, values, field)
+    return message
+
+
+def _scalar(value: Any, type_: Scalar, field: str) -> Any:
+    if type_.kind == "bytes":
+        if not isinstance(value, bytes | bytearray):
+            raise ValueConversionError(field, f"expected bytes, got {type(value).__name__}")
+        return bytes(value)
+    python = encode_json(value, type_, field)
+    if type_.kind == "int" and not _INT64[0] <= python <= _INT64[1]:
+        raise ValueConversionError(field, f"{python} does not fit in a 64-bit integer (int64)")
+    return python
+
+
+def _set_field(message: Message, name: str, type_: TypeIR, value: Any, field: str) -> None:
+    """Set field ``name`` of ``message`` (a field of the field-level shape of ``type_``)."""
+    if isinstance(type_, Optional):
+        inner = _optional_inner(type_)
+        if value is None:
+            message.ClearField(name)
+        elif isinstance(inner, Scalar):
+            setattr(message, name, _scalar(value, inner, field))
+        elif isinstance(inner, ListOf | DictOf):
+            wrapper = getattr(message, name)
+            wrapper.SetInParent()
+            _set_field(wrapper, "values", inner, value, field)
+        else:
+            _fill(getattr(message, name), inner, value, field)
+    elif isinstance(type_, Scalar):
+        setattr(message, name, _scalar(value, type_, field))
+    elif isinstance(type_, ListOf):
+        if not isinstance(value, list | tuple):
+            raise ValueConversionError(field, f"expected a list, got {type(value).__name__}")
+        items = getattr(message, name)
+        for i, item in enumerate(value):
+            path = f"{field}[{i}]"
+            if isinstance(type_.item, Scalar):
+                items.append(_scalar(item, type_.item, path))
+            else:
+                _fill_element(items.add(), type_.item, item, path)
+    elif isinstance(type_, DictOf):
+        if not isinstance(value, dict):
+            raise ValueConversionError(field, f"expected a dict, got {type(value).__name__}")
+        entries = getattr(message, name)
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueConversionError(field, f"dict keys must be strings, got {key!r}")
+            path = f"{field}.{key}"
+            if isinstance(type_.value, Scalar):
+                entries[key] = _scalar(item, type_.value, path)
+            else:
+                _fill_element(entries[key], type_.value, item, path)
+    else:
+        _fill(getattr(message, name), type_, value, field)
+
+
+def _fill_element(message: Message, type_: TypeIR, value: Any, field: str) -> None:
+    """Fill an item of a repeated field or a value of a map (a message: maybe a wrapper)."""
+    if isinstance(type_, ListOf | DictOf):
+        _set_field(message, "values", type_, value, field)
+    elif isinstance(type_, Optional):
+        _set_field(message, "value", type_, value, field)
+    else:
+        _fill(message, type_, value, field)
+
+
+def _fill(message: Message, type_: TypeIR, value: Any, field: str) -> None:
+    """Fill the message of a record, tensor, table or JSON value, marking it present."""
+    message.SetInParent()
+    if isinstance(type_, Record):
+        if not isinstance(value, Mapping):
+            raise ValueConversionError(field, f"expected a dict, got {type(value).__name__}")
+        missing = [f.name for f in type_.fields if f.name not in value]
+        if missing:
+            raise ValueConversionError(field, f"missing key(s) {', '.join(missing)}")
+        for f, name in zip(type_.fields, _record_names(type_), strict=True):
+            _set_field(message, name, f.type, value[f.name], _join(field, f.name))
+    elif isinstance(type_, Tensor):
+        _fill_tensor(message, type_, value, field)
+    elif isinstance(type_, Table):
+        _fill_table(message, type_, value, field)
+    elif isinstance(type_, Json):
+        assert isinstance(message, struct_pb2.Value)
+        _fill_value(message, plain_json(value, field), field)
+    else:  # pragma: no cover - every other kind is handled by _set_field
+        raise AssertionError(f"{type_!r} is not a message type")
+
+
+def _fill_tensor(message: Any, type_: Tensor, value: Any, field: str) -> None:
+    np = sys.modules.get("numpy")
+    if np is None or not isinstance(value, np.ndarray):
+        raise ValueConversionError(field, f"expected a numpy array, got {type(value).__name__}")
+    try:
+        array = value.astype(type_.dtype, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueConversionError(field, f"cannot be cast to {type_.dtype} ({exc})") from exc
+    message.dtype = type_.dtype
+    message.shape.extend(array.shape)
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    message.data = little.tobytes()
+
+
+def _fill_table(message: Any, type_: Table, value: Any, field: str) -> None:
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(value, pd.DataFrame):
+        raise ValueConversionError(field, f"expected a DataFrame, got {type(value).__name__}")
+    message.num_rows = len(value)
+    for column in type_.columns:
+        path = f"{field}.{column.name}"
+        if column.name not in value.columns:
+            raise ValueConversionError(path, "column missing from the DataFrame")
+        series = value[column.name]
+        if not isinstance(series, pd.Series):
+            raise ValueConversionError(path, "the DataFrame has more than one column of this name")
+        entry = message.columns.add()
+        entry.name = column.name
+        entry.dtype = column.dtype
+        _fill_column(entry, series, column.dtype, path)
+
+
+def _fill_column(entry: Any, series: Any, dtype: str, field: str) -> None:
+    import numpy as np
+    import pandas as pd
+
+    if dtype == "string":
+        values = series.tolist()
+        strings = []
+        for row, item in enumerate(values):
+            if item is None or item is pd.NA or (isinstance(item, float) and math.isnan(item)):
+                entry.null_rows.append(row)
+                strings.append("")
+            elif isinstance(item, str):
+                strings.append(item)
+            else:
+                raise ValueConversionError(
+                    f"{field}[{row}]", f"expected a string, got {type(item).__name__}"
+                )
+        entry.strings.SetInParent()
+        entry.strings.values.extend(strings)
+        return
+    try:
+        if dtype.startswith("datetime64"):
+            nanoseconds = series.astype(dtype).to_numpy(dtype=dtype).view(np.int64)
+            entry.datetimes.SetInParent()
+            entry.datetimes.values.extend(nanoseconds.tolist())
+            return
+        target = np.dtype(dtype)
+        if target.kind != "f" and series.isna().any():
+            raise ValueError("a missing value in a column that cannot hold one")
+        array = series.to_numpy()
+        typed = array.astype(target, casting="unsafe" if array.dtype == object else "same_kind")
+    except (TypeError, ValueError) as exc:
+        raise ValueConversionError(
+            field, f"cannot hold {dtype} values (the column is {series.dtype}: {exc})"
+        ) from exc
+    member = getattr(entry, _COLUMN_MEMBERS[target.kind])
+    member.SetInParent()
+    member.values.extend(typed.tolist())
+
+
+def _fill_value(message: struct_pb2.Value, data: Any, field: str) -> None:
+    """Fill a ``google.protobuf.Value`` from plain JSON data."""
+    if data is None:
+        message.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(data, bool):
+        message.bool_value = data
+    elif isinstance(data, int):
+        if abs(data) > _EXACT_DOUBLE:
+            raise ValueConversionError(
+                field,
+                f"the integer {data} is beyond ±2**53, which a JSON number in protobuf (a double) "
+                "cannot hold exactly; send it as a string",
+            )
+        message.number_value = float(data)
+    elif isinstance(data, float):
+        message.number_value = data
+    elif isinstance(data, str):
+        message.string_value = data
+    elif isinstance(data, dict):
+        struct = message.struct_value
+        struct.SetInParent()
+        for key, item in data.items():
+            _fill_value(struct.fields[key], item, f"{field}.{key}")
+    elif isinstance(data, list):
+        items = message.list_value
+        items.SetInParent()
+        for i, item in enumerate(data):
+            _fill_value(items.values.add(), item, f"{field}[{i}]")
+    else:
+        raise ValueConversionError(field, f"a {type(data).__name__} has no JSON form")
+
+
+# ---------------------------------------------------------------------------- proto -> Python
+
+
+def decode_message(message: Message, record: Record, field: str = "") -> dict[str, Any]:
+    """The Python values in ``message`` (e.g. a request's inputs), keyed by ``record``'s names."""
+    values: dict[str, Any] = _read(message, record, field)
+    return values
+
+
+def _get_field(message: Any, name: str, type_: TypeIR, field: str) -> Any:
+    """The value of field ``name`` of ``message`` (of the field-level shape of ``type_``)."""
+    if isinstance(type_, Optional):
+        inner = _optional_inner(type_)
+        if not message.HasField(name):
+            return None
+        if isinstance(inner, Scalar):
+            return getattr(message, name)
+        if isinstance(inner, ListOf | DictOf):
+            return _get_field(getattr(message, name), "values", inner, field)
+        return _read(getattr(message, name), inner, field)
+    if isinstance(type_, Scalar):
+        return getattr(message, name)
+    if isinstance(type_, ListOf):
+        items = getattr(message, name)
+        if isinstance(type_.item, Scalar):
+            return list(items)
+        return [_read_element(item, type_.item, f"{field}[{i}]") for i, item in enumerate(items)]
+    if isinstance(type_, DictOf):
+        entries = getattr(message, name)
+        if isinstance(type_.value, Scalar):
+            return {key: entries[key] for key in sorted(entries)}
+        return {
+            key: _read_element(entries[key], type_.value, f"{field}.{key}")
+            for key in sorted(entries)
+        }
+    if not message.HasField(name):
+        if isinstance(type_, Json):
+            return None
+        raise ValueConversionError(field, "field required")
+    return _read(getattr(message, name), type_, field)
+
+
+def _read_element(message: Any, type_: TypeIR, field: str) -> Any:
+    if isinstance(type_, ListOf | DictOf):
+        return _get_field(message, "values", type_, field)
+    if isinstance(type_, Optional):
+        return _get_field(message, "value", type_, field)
+    return _read(message, type_, field)
+
+
+def _read(message: Any, type_: TypeIR, field: str) -> Any:
+    if isinstance(type_, Record):
+        return {
+            f.name: _get_field(message, name, f.type, _join(field, f.name))
+            for f, name in zip(type_.fields, _record_names(type_), strict=True)
+        }
+    if isinstance(type_, Tensor):
+        return _read_tensor(message, type_, field)
+    if isinstance(type_, Table):
+        return _read_table(message, type_, field)
+    if isinstance(type_, Json):
+        return _value_data(message)
+    raise AssertionError(f"{type_!r} is not a message type")  # pragma: no cover
+
+
+def _check_shape(shape: tuple[int, ...], type_: Tensor, field: str) -> None:
+    if len(shape) != len(type_.shape) or any(
+        want not in (-1, got) for want, got in zip(type_.shape, shape, strict=True)
+    ):
+        want = ", ".join("*" if d == -1 else str(d) for d in type_.shape)
+        raise ValueConversionError(field, f"expected shape ({want}), got {shape}")
+
+
+def _read_tensor(message: Any, type_: Tensor, field: str) -> Any:
+    import numpy as np
+
+    dtype = message.dtype or type_.dtype
+    if dtype != type_.dtype:
+        raise ValueConversionError(f"{field}.dtype", f"expected {type_.dtype}, got {dtype}")
+    shape = tuple(message.shape)
+    if any(d < 0 for d in shape):
+        raise ValueConversionError(f"{field}.shape", f"dimensions must be >= 0, got {shape}")
+    _check_shape(shape, type_, field)
+    item = np.dtype(type_.dtype).newbyteorder("<")
+    data = message.data
+    if len(data) != item.itemsize * math.prod(shape):
+        raise ValueConversionError(
+            f"{field}.data", f"{len(data)} bytes do not fill shape {list(shape)} of {type_.dtype}"
+        )
+    return np.frombuffer(data, dtype=item).reshape(shape).astype(type_.dtype)
+
+
+def _read_table(message: Any, type_: Table, field: str) -> Any:
+    import pandas as pd
+
+    names = [c.name for c in type_.columns]
+    entries: dict[str, Any] = {}
+    for entry in message.columns:
+        if entry.name not in names:
+            raise ValueConversionError(f"{field}.{entry.name}", "unknown column")
+        if entry.name in entries:
+            raise ValueConversionError(f"{field}.{entry.name}", "column given twice")
+        entries[entry.name] = entry
+    out: dict[str, Any] = {}
+    for column in type_.columns:
+        path = f"{field}.{column.name}"
+        entry = entries.get(column.name)
+        if entry is None:
+            raise ValueConversionError(path, "column required")
+        if entry.dtype and entry.dtype != column.dtype:
+            raise ValueConversionError(
+                f"{path}.dtype", f"expected {column.dtype}, got {entry.dtype}"
+            )
+        out[column.name] = _read_column(entry, column.dtype, message.num_rows, path)
+    return pd.DataFrame(out, columns=names)
+
+
+def _read_column(entry: Any, dtype: str, rows: int, field: str) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if dtype == "string":
+        member = "strings"
+    elif dtype.startswith("datetime64"):
+        member = "datetimes"
+    else:
+        target = np.dtype(dtype)
+        member = _COLUMN_MEMBERS[target.kind]
+    present = entry.WhichOneof("values")
+    if present is not None and present != member:
+        raise ValueConversionError(field, f"a {dtype} column carries `{member}`, not `{present}`")
+    values = list(getattr(entry, member).values)
+    if len(values) != rows:
+        raise ValueConversionError(field, f"{len(values)} values, but the table has {rows} rows")
+    if entry.null_rows and member != "strings":
+        raise ValueConversionError(f"{field}.null_rows", f"a {dtype} column has no null rows")
+    if member == "strings":
+        for row in entry.null_rows:
+            if not 0 <= row < rows:
+                raise ValueConversionError(f"{field}.null_rows", f"row {row} is out of range")
+            values[row] = None
+        # The dtype pandas gives strings (``str`` in pandas 3, ``object`` before), empty or not.
+        return pd.Series(values, dtype=pd.Series(["x"]).dtype)
+    if member == "datetimes":
+        return pd.Series(np.array(values, dtype=np.int64).view("datetime64[ns]"))
+    array = np.array(
+        values, dtype={"b": bool, "i": np.int64, "u": np.uint64, "f": float}[target.kind]
+    )
+    if target.kind in "iu" and array.size:
+        info = np.iinfo(target)
+        if array.min() < info.min or array.max() > info.max:
+            raise ValueConversionError(field, f"a value does not fit in {dtype}")
+    return pd.Series(array.astype(target))
+
+
+def _value_data(message: struct_pb2.Value) -> Any:
+    """Plain JSON data for a ``google.protobuf.Value`` (unset means null)."""
+    kind = message.WhichOneof("kind")
+    if kind is None or kind == "null_value":
+        return None
+    if kind == "number_value":
+        number = message.number_value
+        if number.is_integer() and abs(number) <= _EXACT_DOUBLE:
+            return int(number)
+        return number
+    if kind == "struct_value":
+        fields = message.struct_value.fields
+        return {key: _value_data(fields[key]) for key in sorted(fields)}
+    if kind == "list_value":
+        return [_value_data(item) for item in message.list_value.values]
+    return getattr(message, kind)
+
+
+# ------------------------------------------------------------------ the generic NodeService
+
+
+def data_to_struct(data: Mapping[str, Any], field: str = "") -> struct_pb2.Struct:
+    """A ``google.protobuf.Struct`` of JSON data (e.g. ``encode_json``'s outputs, by name)."""
+    struct = struct_pb2.Struct()
+    for key, item in plain_json(dict(data), field).items():
+        _fill_value(struct.fields[key], item, _join(field, key))
+    return struct
+
+
+def struct_to_data(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """The JSON data in a ``Struct``, ready for ``json_values.decode_json``."""
+    return {key: _value_data(struct.fields[key]) for key in sorted(struct.fields)}
+
+
+# ------------------------------------------------------------------ generated modules
+
+
+def add_generated_path(folder: Path) -> None:
+    """Make the ``_pb2`` modules that ``compile_protos`` wrote into ``folder`` importable.
+
+    The shared protos live under ``checkpoint2svc_protos/`` (proto package ``checkpoint2svc.v1``)
+    so that their modules form a namespace package of their own, outside this package.
+    """
+    root = str(folder)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
+def import_generated(module: str, folder: Path) -> ModuleType:
+    """Import a generated module (e.g. ``service_pb2``) from ``folder``."""
+    add_generated_path(folder)
+    importlib.invalidate_caches()
+    return importlib.import_module(module)
