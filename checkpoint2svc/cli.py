@@ -16,6 +16,7 @@ from checkpoint2svc.errors import (
     ExecutionError,
     ValueConversionError,
 )
+from checkpoint2svc.runtime.options import add_serve_arguments
 
 
 def _names(text: str) -> list[str]:
@@ -124,16 +125,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from checkpoint2svc.runtime.options import options_from
     from checkpoint2svc.runtime.server import serve
 
-    serve(
-        Path(args.checkpoint),
-        host=args.host,
-        http_port=args.http_port,
-        mode=args.mode,
-        concurrency=args.concurrency,
-        max_message_mb=args.max_message_mb,
-    )
+    serve(Path(args.path), options_from(args))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from checkpoint2svc.checkpoint import Checkpoint
+    from checkpoint2svc.codegen.context import generate
+
+    names = generate(Checkpoint.open(args.checkpoint), Path(args.output), force=args.force)
+    print(f"generated {names.full_service} into {args.output}")
+    for name in ("server.py", f"{names.module}.proto", "openapi.json", "gen/"):
+        print(f"  {Path(args.output) / name}")
     return 0
 
 
@@ -197,20 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="serve a checkpoint locally over REST, without Docker",
-        description="Load a checkpoint, replay its pinned example (GET /readyz answers 200 only "
-        "if it matches) and serve POST /execute, /openapi.json, /docs, /healthz, /metrics.",
+        help="serve a checkpoint (or a generated directory) locally over REST and gRPC",
+        description="Load a checkpoint, replay its pinned example (GET /readyz and gRPC health "
+        "report ready only if it matches) and serve REST (POST /execute, /openapi.json, /docs, "
+        "/healthz, /metrics) and gRPC (the typed service, NodeService, health, reflection).",
     )
-    serve.add_argument("checkpoint", help="a checkpoint directory")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    serve.add_argument("--http-port", type=int, default=8080, help="REST port (default 8080)")
-    serve.add_argument("--mode", choices=["isolated", "shared"],
-                       help="override the checkpoint's execution mode")  # fmt: skip
-    serve.add_argument("--concurrency", type=int, default=1,
-                       help="cells run at once in this instance (default 1)")  # fmt: skip
-    serve.add_argument("--max-message-mb", type=float, default=16,
-                       help="request and response size limit in MiB (default 16)")  # fmt: skip
+    serve.add_argument("path", metavar="CHECKPOINT|DIR",
+                       help="a checkpoint, or a directory made by `generate`")  # fmt: skip
+    add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
+
+    generate = commands.add_parser(
+        "generate",
+        help="generate the service's build context: .proto, OpenAPI, server, compiled stubs",
+        description="Render the typed .proto, openapi.json and the server module from a "
+        "checkpoint and compile the protos; the same checkpoint gives byte-identical files.",
+    )
+    generate.add_argument("checkpoint", help="a checkpoint directory")
+    generate.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    generate.add_argument("--force", action="store_true", help="replace an existing directory")
+    generate.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -48,12 +48,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(
-    service: CellService,
-    concurrency: int = 1,
-    openapi: Callable[[], dict[str, Any]] | None = None,
+    service: CellService, openapi: Callable[[], dict[str, Any]] | None = None
 ) -> Starlette:
-    """The REST app over ``service``; at most ``concurrency`` cells run at once."""
-    limiter = anyio.CapacityLimiter(concurrency)
+    """The REST app over ``service`` (which bounds how many cells run at once)."""
     limit = service.limits.max_message_bytes
     metrics = service.metrics
 
@@ -81,7 +78,7 @@ def create_app(
             )
         try:
             inputs = service.decode_input(data["input"])
-            outputs = await anyio.to_thread.run_sync(service.run, inputs, rid, limiter=limiter)
+            outputs = await anyio.to_thread.run_sync(service.run, inputs, rid)
             encoded = service.encode_output(outputs)
             payload = orjson.dumps({"output": encoded}, option=orjson.OPT_SERIALIZE_NUMPY)
         except ValueConversionError as exc:

@@ -1,59 +1,115 @@
-"""Run one instance: load the checkpoint, self-test it, serve REST (and gRPC) until stopped."""
+"""Run one instance: load the checkpoint, self-test it, serve REST and gRPC until stopped."""
 
 from __future__ import annotations
 
+import argparse
 import functools
+import importlib.util
 import logging
+import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from checkpoint2svc.checkpoint import Checkpoint
 from checkpoint2svc.runtime import cell_output
-from checkpoint2svc.runtime.executor import ExecutionMode
+from checkpoint2svc.runtime.context import CHECKPOINT_DIR, GEN_DIR, read_context
+from checkpoint2svc.runtime.grpc_server import AddServicer, create_grpc_server
+from checkpoint2svc.runtime.options import ServeOptions, add_serve_arguments, options_from
+from checkpoint2svc.runtime.proto_values import add_generated_path
 from checkpoint2svc.runtime.rest import create_app
 from checkpoint2svc.runtime.service import CellService, Limits, SelfTestError
 
 log = logging.getLogger("checkpoint2svc.instance")
 
 
-def build_service(
-    checkpoint_path: Path, mode: ExecutionMode | None, max_message_mb: float
-) -> CellService:
+def use_generated_modules(context_dir: Path) -> None:
+    """Make the generated ``_pb2`` modules of a service directory importable."""
+    add_generated_path(context_dir / GEN_DIR)
+
+
+def build_service(checkpoint_path: Path, options: ServeOptions) -> CellService:
     checkpoint = Checkpoint.open(checkpoint_path)
-    limits = Limits(max_message_bytes=int(max_message_mb * 1024 * 1024))
-    service = CellService(checkpoint, mode=mode, limits=limits)
+    limits = Limits(max_message_bytes=int(options.max_message_mb * 1024 * 1024))
+    service = CellService(checkpoint, options.mode, limits, options.concurrency)
     try:
         service.self_test()
     except SelfTestError as exc:
-        log.error("%s; /readyz answers 503", exc)
+        log.error("%s; /readyz answers 503 and gRPC health NOT_SERVING", exc)
     return service
 
 
-def serve(
-    checkpoint_path: Path,
-    host: str = "127.0.0.1",
-    http_port: int = 8080,
-    mode: ExecutionMode | None = None,
-    concurrency: int = 1,
-    max_message_mb: float = 16,
-) -> None:
-    """Serve until interrupted (SIGINT/SIGTERM end it gracefully)."""
+def run_instance(context_dir: Path, add_servicer: AddServicer, options: ServeOptions) -> None:
+    """Serve a generated service directory until SIGINT/SIGTERM, then stop gracefully."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cell_output.install()
-    service = build_service(checkpoint_path, mode, max_message_mb)
-    app = create_app(service, concurrency=concurrency, openapi=_openapi(service))
-    log.info("serving %s: REST on http://%s:%d", service.manifest.name, host, http_port)
-    uvicorn.run(
-        app, host=host, port=http_port, loop="uvloop", http="httptools",
-        log_level="warning", access_log=False,
+    names = read_context(context_dir)
+    use_generated_modules(context_dir)
+    service = build_service(context_dir / CHECKPOINT_DIR, options)
+    grpc_server, grpc_port = create_grpc_server(
+        service, names, add_servicer, f"{options.host}:{options.grpc_port}",
+        workers=max(8, options.concurrency * 2),
     )  # fmt: skip
-
-
-def _openapi(service: CellService) -> Any:
+    app = create_app(service, openapi=_openapi(context_dir))
+    config = uvicorn.Config(
+        app, host=options.host, port=options.http_port, loop="uvloop", http="httptools",
+        log_level="warning", access_log=False, timeout_graceful_shutdown=10,
+    )  # fmt: skip
+    grpc_server.start()
+    log.info(
+        "serving %s: REST on http://%s:%d, gRPC on %s:%d",
+        names.name, options.host, options.http_port, options.host, grpc_port,
+    )  # fmt: skip
     try:
-        from checkpoint2svc.codegen.json_schema import openapi_document
-    except ImportError:  # pragma: no cover - the generator ships with the package
-        return None
-    return functools.cache(lambda: openapi_document(service.manifest))
+        uvicorn.Server(config).run()
+    finally:
+        grpc_server.stop(grace=5).wait()
+        log.info("stopped")
+
+
+def main(context_dir: Path, add_servicer: AddServicer, argv: list[str] | None = None) -> int:
+    """Entry point of a generated ``server.py``."""
+    parser = argparse.ArgumentParser(description=f"Serve {context_dir.name}.")
+    add_serve_arguments(parser)
+    run_instance(context_dir, add_servicer, options_from(parser.parse_args(argv)))
+    return 0
+
+
+def load_server_module(context_dir: Path) -> ModuleType:
+    """Import a service directory's generated ``server.py``."""
+    names = read_context(context_dir)
+    spec = importlib.util.spec_from_file_location(
+        f"{names.module}_server", context_dir / "server.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def serve(path: Path, options: ServeOptions) -> None:
+    """Serve a checkpoint (generated into a temporary directory first) or a generated directory."""
+    if (path / "manifest.json").is_file():
+        from checkpoint2svc.codegen.context import generate
+
+        with tempfile.TemporaryDirectory(prefix="checkpoint2svc-serve-") as tmp:
+            context_dir = Path(tmp) / "service"
+            generate(Checkpoint.open(path), context_dir)
+            run_instance(context_dir, load_server_module(context_dir).add_servicer, options)
+        return
+    run_instance(path, load_server_module(path).add_servicer, options)
+
+
+def _openapi(context_dir: Path) -> Any:
+    path = context_dir / "openapi.json"
+
+    @functools.cache
+    def document() -> dict[str, Any]:
+        import json
+
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    return document

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ class CellService:
         checkpoint: Checkpoint,
         mode: ExecutionMode | None = None,
         limits: Limits | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.checkpoint = checkpoint
         self.manifest = checkpoint.manifest
@@ -50,6 +52,7 @@ class CellService:
         self.executor: CellExecutor = checkpoint.executor(mode)
         self.input_names = {v.name for v in self.manifest.inputs}
         self.ready = False
+        self._slots = threading.BoundedSemaphore(max(1, concurrency))
         self._ids = itertools.count(1)
         self._instance = os.environ.get("CHECKPOINT2SVC_INSTANCE_ID", f"pid{os.getpid()}")
 
@@ -89,7 +92,8 @@ class CellService:
         """Run the cell with its prints routed to the log under ``rid``."""
         token = cell_output.request_id.set(rid)
         try:
-            return (executor or self.executor).run(inputs)
+            with self._slots:
+                return (executor or self.executor).run(inputs)
         finally:
             cell_output.request_id.reset(token)
             cell_output.finish(rid)
