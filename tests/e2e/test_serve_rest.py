@@ -2,65 +2,21 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from checkpoint2svc.checkpoint import Checkpoint
+from tests.e2e.instance import Instance
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Instance:
-    def __init__(self, checkpoint: Checkpoint, *extra: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "checkpoint2svc", "serve", str(checkpoint.path),
-             "--http-port", str(self.port), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-            if self.process.poll() is not None:
-                break
-        self.stop()
-        raise AssertionError(f"instance did not become ready:\n{self.log}")
-
-    def execute(self, inputs: object) -> httpx.Response:
-        return httpx.post(f"{self.url}/execute", json={"input": inputs}, timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log = self.process.stdout.read() if self.process.stdout else ""
 
 
 @pytest.fixture
 def instance(pinned: dict[str, Checkpoint], request: pytest.FixtureRequest) -> Iterator[Instance]:
     key, *extra = request.param
-    started = Instance(pinned[key], *extra)
+    started = Instance(pinned[key].path, *extra)
     try:
         yield started
     finally:
