@@ -79,7 +79,8 @@ def create_app(
         try:
             inputs = service.decode_input(data["input"])
             outputs = await anyio.to_thread.run_sync(service.run, inputs, rid)
-            encoded = service.encode_output(outputs)
+            tensors = "b64" if request.headers.get("x-tensor-format") == "b64" else "list"
+            encoded = service.encode_output(outputs, tensors)
             payload = orjson.dumps({"output": encoded}, option=orjson.OPT_SERIALIZE_NUMPY)
         except ValueConversionError as exc:
             return _error(422, "ValidationError", exc.reason, field=exc.field)

@@ -80,3 +80,23 @@ def test_cell_prints_go_to_the_log_with_the_request_id(instance: Instance) -> No
     rid = response.headers["x-request-id"]
     instance.stop()
     assert f"[{rid}] virginica" in instance.log
+
+
+@pytest.mark.parametrize("instance", [("image",)], indirect=True)
+def test_tensors_travel_as_lists_or_base64_both_ways(
+    instance: Instance, pinned: dict[str, Checkpoint]
+) -> None:
+    [image] = pinned["image"].manifest.inputs
+    as_b64 = image.example  # the manifest keeps tensors in the {"dtype", "shape", "b64"} form
+    as_lists = instance.execute({"image": as_b64}).json()["output"]["normalized"]
+    assert isinstance(as_lists, list) and len(as_lists) == 8 and len(as_lists[0]) == 8
+    response = httpx.post(
+        f"{instance.url}/execute", json={"input": {"image": as_b64}},
+        headers={"x-tensor-format": "b64"},
+    )  # fmt: skip
+    normalized = response.json()["output"]["normalized"]
+    assert normalized == pinned["image"].manifest.outputs[0].example
+    wrong = instance.execute({"image": [[1.0, 2.0]]})
+    assert wrong.status_code == 422
+    assert wrong.json()["field"] == "input.image"
+    assert "expected shape (*, 8), got (1, 2)" in wrong.json()["error_message"]
