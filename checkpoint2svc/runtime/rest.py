@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from checkpoint2svc.errors import ExecutionError, ValueConversionError
+from checkpoint2svc.runtime.json_values import TensorFormat
 from checkpoint2svc.runtime.service import CellService
 
 log = logging.getLogger("checkpoint2svc.rest")
@@ -79,7 +80,9 @@ def create_app(
         try:
             inputs = service.decode_input(data["input"])
             outputs = await anyio.to_thread.run_sync(service.run, inputs, rid)
-            tensors = "b64" if request.headers.get("x-tensor-format") == "b64" else "list"
+            tensors: TensorFormat = (
+                "b64" if request.headers.get("x-tensor-format") == "b64" else "list"
+            )
             encoded = service.encode_output(outputs, tensors)
             payload = orjson.dumps({"output": encoded}, option=orjson.OPT_SERIALIZE_NUMPY)
         except ValueConversionError as exc:
