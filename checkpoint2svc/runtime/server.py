@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.util
 import logging
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +25,12 @@ from checkpoint2svc.runtime.rest import create_app
 from checkpoint2svc.runtime.service import CellService, Limits, SelfTestError
 
 log = logging.getLogger("checkpoint2svc.instance")
+
+
+def _uvicorn_server() -> type:
+    import uvicorn
+
+    return uvicorn.Server
 
 
 def use_generated_modules(context_dir: Path) -> None:
@@ -63,10 +73,28 @@ def run_instance(context_dir: Path, add_servicer: AddServicer, options: ServeOpt
         names.name, options.host, options.http_port, options.host, grpc_port,
     )  # fmt: skip
     try:
-        uvicorn.Server(config).run()
+        _GracefulServer(config).run()
     finally:
         grpc_server.stop(grace=5).wait()
         log.info("stopped")
+
+
+class _GracefulServer(_uvicorn_server()):  # type: ignore[misc]
+    """uvicorn re-raises SIGTERM/SIGINT after its shutdown, which would kill the process before
+    the gRPC server drains and temporary files are removed; here the signal only stops serving."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def main(context_dir: Path, add_servicer: AddServicer, argv: list[str] | None = None) -> int:

@@ -100,3 +100,11 @@ def test_tensors_travel_as_lists_or_base64_both_ways(
     assert wrong.status_code == 422
     assert wrong.json()["field"] == "input.image"
     assert "expected shape (*, 8), got (1, 2)" in wrong.json()["error_message"]
+
+
+@pytest.mark.parametrize("instance", [("greeter",)], indirect=True)
+def test_sigterm_stops_gracefully(instance: Instance) -> None:
+    assert instance.execute({"name": "Ada", "values": [1]}).status_code == 200
+    instance.stop()  # SIGTERM
+    assert instance.process.returncode == 0
+    assert "stopped" in instance.log  # drained gRPC and removed its temporary files
