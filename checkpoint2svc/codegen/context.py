@@ -8,6 +8,7 @@ Layout of the generated directory (deterministic: the same checkpoint gives the 
     openapi.json           the REST API
     server.py              the instance's entry point, thin glue over checkpoint2svc.runtime
     gen/                   protoc's Python modules for the typed service and the shared protos
+    client/                the typed Python client package (see ``codegen.client``)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from checkpoint2svc.checkpoint import Checkpoint
+from checkpoint2svc.codegen.client import CLIENT_DIR, write_client
 from checkpoint2svc.codegen.json_schema import openapi_document
 from checkpoint2svc.codegen.proto import (
     compile_protos,
@@ -70,6 +72,7 @@ def generate(checkpoint: Checkpoint, out_dir: Path, force: bool = False) -> Serv
         _write(staging / "server.py", template.render(names=names, manifest=manifest))
         compile_shared_protos(staging / GEN_DIR)
         compile_protos(proto, staging / GEN_DIR)
+        write_client(manifest, names, proto, staging / CLIENT_DIR)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)

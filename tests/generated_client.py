@@ -1,0 +1,58 @@
+"""Generated client packages for tests: write one for a manifest, and import it from its folder
+for a while (then forget it, the modules it loaded from there, and the import paths it added)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+from checkpoint2svc.checkpoint.manifest import Manifest
+from checkpoint2svc.codegen.client import write_client
+from checkpoint2svc.codegen.context import module_name
+from checkpoint2svc.codegen.proto import proto_package, render_proto, service_name
+from checkpoint2svc.runtime.context import ServiceNames
+
+
+def names_of(manifest: Manifest) -> ServiceNames:
+    return ServiceNames(
+        manifest.name, module_name(manifest.name), proto_package(manifest.name),
+        service_name(manifest.name),
+    )  # fmt: skip
+
+
+def write_package(manifest: Manifest, folder: Path) -> Path:
+    """The client package of ``manifest``'s service, written into ``folder`` (returned)."""
+    names = names_of(manifest)
+    folder.mkdir(parents=True, exist_ok=True)
+    proto = folder / f"{names.module}.proto"
+    proto.write_text(render_proto(manifest), encoding="utf-8")
+    write_client(manifest, names, proto, folder / "client")
+    return folder / "client"
+
+
+def _places(module: ModuleType) -> list[str]:
+    """Where a module was loaded from: its file, or a (namespace) package's folders."""
+    return [getattr(module, "__file__", None) or "", *getattr(module, "__path__", [])]
+
+
+@contextmanager
+def imported_package(folder: Path, name: str) -> Iterator[ModuleType]:
+    saved_path = list(sys.path)
+    before = set(sys.modules)
+    sys.path.insert(0, str(folder))
+    importlib.invalidate_caches()
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path[:] = saved_path
+        stale = [
+            module
+            for module in sorted(set(sys.modules) - before)
+            if any(str(place).startswith(str(folder)) for place in _places(sys.modules[module]))
+        ]
+        for module in stale:
+            del sys.modules[module]

@@ -1,0 +1,190 @@
+"""Type IR -> the client package's model -> rendered, ruff-clean, importable Python."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+
+from checkpoint2svc import __version__
+from checkpoint2svc.checkpoint.manifest import Manifest, Variable
+from checkpoint2svc.codegen.client import build_client_model, render_client
+from checkpoint2svc.runtime.proto_values import signature_record
+from checkpoint2svc.signature.types import (
+    Column,
+    DictOf,
+    Field,
+    Json,
+    ListOf,
+    Optional,
+    Record,
+    Scalar,
+    Table,
+    Tensor,
+)
+from tests.generated_client import imported_package, names_of, write_package
+from tests.unit.test_proto import CASES, OUTPUTS, manifest
+
+REPO = Path(__file__).resolve().parents[2]
+EVERY_KIND = manifest("client-every-kind", [Variable(n, t, None) for n, t, _, _ in CASES], OUTPUTS)
+LONG = "a_rather_long_name_that_keeps_going_and_going_well_past_any_sensible_length_limit"
+ODD = manifest(
+    "odd-names",
+    [
+        Variable("self", Scalar("int"), 1),
+        Variable("Input", Optional(Scalar("str")), None),
+        Variable("numpy", Tensor("float32", (-1,)), None),
+        Variable(LONG, DictOf(ListOf(DictOf(ListOf(Record((Field(LONG, Json()),)))))), {}),
+    ],
+    [
+        Variable(
+            "Output", Record((Field("class", Scalar("int")), Field("__x", Scalar("str")))), None
+        ),
+        Variable("frame", Table((Column('a "quoted"\\ column\n', "int64"),)), None),
+    ],
+)
+NOTHING = manifest("nothing", [], [Variable("answer", Scalar("int"), 42)])
+
+
+def ruff(paths: list[Path]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--config", str(REPO / "pyproject.toml"),
+         "--no-cache", *map(str, paths)],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("clients")
+    return {m.name: write_package(m, root / m.name) for m in (EVERY_KIND, ODD, NOTHING)}
+
+
+def test_annotations_follow_the_readme_table() -> None:
+    model = build_client_model(EVERY_KIND, names_of(EVERY_KIND))
+    annotations = {f.name: f.annotation for f in model.input.fields}
+    assert annotations["flag"] == "bool"
+    assert annotations["count"] == "int"
+    assert annotations["ratio"] == "float"
+    assert annotations["blob"] == "bytes"
+    assert annotations["maybe_zero"] == "int | None"
+    assert annotations["maybe_maybe"] == "str | None"
+    assert annotations["floats"] == "list[float]"
+    assert annotations["cube"] == "list[list[list[int]]]"
+    assert annotations["counts"] == "dict[str, int]"
+    assert annotations["point"] == "InputPoint"
+    assert annotations["points"] == "list[InputPoint]"  # one TypedDict per distinct record
+    assert annotations["maybe_point"] == "InputPoint | None"
+    assert annotations["tensor_2d"] == "NDArray[numpy.float32]"
+    assert annotations["tensor_bool"] == "NDArray[numpy.bool_]"
+    assert annotations["frame"] == "pandas.DataFrame"
+    assert annotations["json_object"] == "Any"
+    assert annotations["nested"] == "InputNested"
+    records = {r.name: r for r in model.records}
+    nested = {f.name: f.annotation for f in records["InputNested"].fields}
+    assert nested == {
+        "origin": "InputPoint",
+        "path": "list[InputPoint]",
+        "meta": "dict[str, Any]",
+        "parent": "InputPoint | None",
+        "tags": "list[str] | None",
+        "inner": "InputNestedInner",
+    }
+    assert list(records).index("InputNestedInnerDeeper") < list(records).index("InputNested")
+    assert records["InputKeywords"].functional and not records["InputPoint"].functional
+    defaults = {f.name: f.default for f in model.input.fields}
+    assert defaults["maybe_zero"] == " = None" and defaults["count"] == ""
+    assert model.output.decorator == "dataclass(frozen=True, kw_only=True, eq=False)"
+    assert model.input.decorator == "dataclass(kw_only=True, eq=False)"
+    assert model.distribution == "client-every-kind-client"
+    assert model.package == "client_every_kind_client"
+    assert model.version == __version__  # the same checkpoint gives the same files
+
+
+def test_every_rendered_module_passes_ruff(packages: dict[str, Path]) -> None:
+    files = [
+        path
+        for folder in packages.values()
+        for path in folder.rglob("*.py")
+        if "_proto" not in path.parts
+    ]
+    assert len(files) == 3 * 4
+    done = ruff(files)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_rendering_is_deterministic() -> None:
+    again = Manifest.from_dict(EVERY_KIND.to_dict())
+    first = render_client(build_client_model(EVERY_KIND, names_of(EVERY_KIND)))
+    assert first == render_client(build_client_model(again, names_of(again)))
+    for path, text in first.items():
+        assert all(line == line.rstrip() for line in text.splitlines()), path
+        assert "\n\n\n\n" not in text, path
+        assert text == "" or (text.endswith("\n") and not text.endswith("\n\n")), path
+
+
+def test_the_package_embeds_the_signature_and_types(packages: dict[str, Path]) -> None:
+    with imported_package(packages[EVERY_KIND.name], "client_every_kind_client") as package:
+        models = package.models
+        assert models.SIGNATURE.inputs == signature_record(EVERY_KIND.inputs)
+        assert models.SIGNATURE.outputs == signature_record(EVERY_KIND.outputs)
+        inputs = [f.name for f in dataclasses.fields(package.Input)]
+        assert inputs == [name for name, _, _, _ in CASES]
+        assert typing.is_typeddict(package.InputPoint)
+        assert set(package.InputKeywords.__annotations__) >= {"class", "DESCRIPTOR", "café"}
+        assert set(package.__all__) <= set(dir(package))
+        assert package.RestClient.output_type is package.Output
+
+
+def test_odd_names_stay_valid_python(packages: dict[str, Path]) -> None:
+    model = build_client_model(ODD, names_of(ODD))
+    assert model.execute.receiver == "self_"
+    assert [p.name for p in model.execute.params] == ["self", "Input", "numpy", LONG]
+    assert any(p.noqa for p in model.execute.params)  # a line that cannot be shortened
+    with imported_package(packages[ODD.name], "odd_names_client") as package:
+        assert package.models.SIGNATURE.outputs == signature_record(ODD.outputs)
+        assert set(package.OutputOutput.__annotations__) == {"class", "__x"}
+        assert package.Input(self=1, numpy=None, **{LONG: {}}).Input is None  # type: ignore[arg-type]
+
+
+def test_a_service_without_inputs(packages: dict[str, Path]) -> None:
+    model = build_client_model(NOTHING, names_of(NOTHING))
+    assert model.execute.params == ()
+    assert model.example_call == ("execute()",)
+    with imported_package(packages[NOTHING.name], "nothing_client") as package:
+        assert dataclasses.fields(package.Input) == ()
+        assert package.Output(answer=1) == package.Output(answer=1)  # no arrays: comparable
+
+
+def test_the_pyproject_names_the_distribution_and_its_requirements() -> None:
+    text = render_client(build_client_model(EVERY_KIND, names_of(EVERY_KIND)))["pyproject.toml"]
+    import tomllib
+
+    data = tomllib.loads(text)
+    assert data["project"]["name"] == "client-every-kind-client"
+    requirements = data["project"]["dependencies"]
+    assert requirements[0].startswith("checkpoint2svc==")
+    assert any(r.startswith("numpy") for r in requirements)
+    assert any(r.startswith("pandas") for r in requirements)
+    assert data["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == [
+        "client_every_kind_client"
+    ]
+    plain = render_client(build_client_model(NOTHING, names_of(NOTHING)))["pyproject.toml"]
+    assert "numpy" not in plain and "pandas" not in plain
+
+
+def test_the_example_call_uses_the_pinned_inputs() -> None:
+    greeter = manifest(
+        "greet",
+        [Variable("name", Scalar("str"), "Ada"), Variable("values", ListOf(Scalar("int")), [1])],
+        [],
+    )
+    assert build_client_model(greeter, names_of(greeter)).example_call == (
+        'execute(name="Ada", values=[1])',
+    )
+    image = manifest("image", [Variable("image", Tensor("float32", (-1,)), {"b64": ""})], [])
+    assert build_client_model(image, names_of(image)).example_call == ("execute(image=...)",)
