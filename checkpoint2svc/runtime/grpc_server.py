@@ -63,8 +63,11 @@ class CallRunner:
 
     def __call__(self, context: grpc.ServicerContext, call: Callable[[str], M]) -> M:
         started = time.perf_counter()
-        metadata = dict(context.invocation_metadata())
-        rid = str(metadata.get("x-request-id") or self.service.next_request_id())
+        rid = ""
+        for key, value in context.invocation_metadata():
+            if key == "x-request-id":
+                rid = str(value)
+        rid = rid or self.service.next_request_id()
         code = grpc.StatusCode.OK
         try:
             response = call(rid)
@@ -75,7 +78,6 @@ class CallRunner:
                     f"the response ({size} bytes) exceeds the limit of "
                     f"{self.service.limits.describe()} (--max-message-mb)",
                 )
-            context.set_trailing_metadata((("x-request-id", rid),))
             return response
         except ValueConversionError as exc:
             code = grpc.StatusCode.INVALID_ARGUMENT

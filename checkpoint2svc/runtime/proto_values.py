@@ -177,7 +177,15 @@ def encode_message(
     return message
 
 
+_EXACT_SCALARS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+
+
 def _scalar(value: Any, type_: Scalar, field: str) -> Any:
+    exact = _EXACT_SCALARS.get(type_.kind)
+    if exact is not None and type(value) is exact:  # the common case, on every call's path
+        number: Any = value
+        if exact is not int or _INT64[0] <= number <= _INT64[1]:
+            return number
     if type_.kind == "bytes":
         if not isinstance(value, bytes | bytearray):
             raise ValueConversionError(field, f"expected bytes, got {type(value).__name__}")

@@ -52,7 +52,10 @@ class CellService:
         self.executor: CellExecutor = checkpoint.executor(mode)
         self.input_names = {v.name for v in self.manifest.inputs}
         self.ready = False
-        self._slots = threading.BoundedSemaphore(max(1, concurrency))
+        # A plain lock when one cell runs at a time: cheaper than a semaphore on every call.
+        self._slots: threading.Lock | threading.BoundedSemaphore = (
+            threading.Lock() if concurrency <= 1 else threading.BoundedSemaphore(concurrency)
+        )
         self._ids = itertools.count(1)
         self._instance = os.environ.get("CHECKPOINT2SVC_INSTANCE_ID", f"pid{os.getpid()}")
 
