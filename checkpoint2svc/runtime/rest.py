@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from checkpoint2svc.errors import ExecutionError, ValueConversionError
 from checkpoint2svc.runtime.json_values import TensorFormat
@@ -22,8 +23,7 @@ log = logging.getLogger("checkpoint2svc.rest")
 JSON = "application/json"
 
 
-class PayloadTooLarge(Exception):
-    pass
+Headers = list[tuple[bytes, bytes]]
 
 
 def _json(status: int, body: Any) -> Response:
@@ -34,68 +34,117 @@ def _error(status: int, name: str, message: str, **extra: Any) -> Response:
     return _json(status, {"error_name": name, "error_message": message, "traceback": [], **extra})
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _error_body(name: str, message: str, **extra: Any) -> bytes:
+    return orjson.dumps({"error_name": name, "error_message": message, "traceback": [], **extra})
+
+
+class ExecuteEndpoint:
+    """``POST /execute`` as a bare ASGI handler: the hot path skips routing and request objects.
+
+    A cell that has been quick so far (see ``CellService.is_quick``) runs right on the event
+    loop; a slow one runs in a worker thread so that the loop keeps answering health checks.
+    """
+
+    def __init__(self, service: CellService) -> None:
+        self.service = service
+        self.limit = service.limits.max_message_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1") or self.service.next_request_id()
+        status, payload = await self._respond(headers, receive, rid)
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"x-request-id", rid.encode("latin-1")),
+            ],
+        })  # fmt: skip
+        await send({"type": "http.response.body", "body": payload})
+        self.service.metrics.observe(time.perf_counter() - started, http_code=status)
+
+    def _too_large(self, what: str) -> tuple[int, bytes]:
+        message = f"{what} exceeds the limit of {self.service.limits.describe()} (--max-message-mb)"
+        return 413, _error_body("PayloadTooLarge", message)
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes | None:
+        """The body, or None when it is over the limit."""
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return None
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _respond(
+        self, headers: dict[bytes, bytes], receive: Receive, rid: str
+    ) -> tuple[int, bytes]:
+        service = self.service
+        body = await self._read_body(headers, receive)
+        if body is None:
+            return self._too_large("the request body")
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            message = f"the body is not valid JSON ({exc})"
+            return 422, _error_body("ValidationError", message, field="")
+        if not isinstance(data, dict) or "input" not in data:
+            message = 'the body must be {"input": {...}}'
+            return 422, _error_body("ValidationError", message, field="input")
+        tensors: TensorFormat = "b64" if headers.get(b"x-tensor-format") == b"b64" else "list"
+        try:
+            inputs = service.decode_input(data["input"])
+            if service.is_quick():
+                outputs = service.run(inputs, rid)
+            else:
+                outputs = await anyio.to_thread.run_sync(service.run, inputs, rid)
+            encoded = service.encode_output(outputs, tensors)
+            payload = orjson.dumps({"output": encoded}, option=orjson.OPT_SERIALIZE_NUMPY)
+        except ValueConversionError as exc:
+            return 422, _error_body("ValidationError", exc.reason, field=exc.field)
+        except ExecutionError as exc:
+            log.warning("[%s] the cell raised %s: %s", rid, exc.error_name, exc.error_message)
+            return 500, orjson.dumps({"error_name": exc.error_name,
+                                      "error_message": exc.error_message,
+                                      "traceback": exc.traceback})  # fmt: skip
+        if len(payload) > self.limit:
+            return self._too_large(f"the response ({len(payload)} bytes)")
+        return 200, payload
+
+
+class RestApp:
+    """The instance's ASGI app: the ``POST /execute`` hot path, Starlette for everything else."""
+
+    def __init__(self, execute: ExecuteEndpoint, other: Starlette) -> None:
+        self._execute = execute
+        self._other = other
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/execute":
+            await self._execute(scope, receive, send)
+        else:
+            await self._other(scope, receive, send)
 
 
 def create_app(
     service: CellService, openapi: Callable[[], dict[str, Any]] | None = None
-) -> Starlette:
+) -> RestApp:
     """The REST app over ``service`` (which bounds how many cells run at once)."""
-    limit = service.limits.max_message_bytes
     metrics = service.metrics
 
-    async def execute(request: Request) -> Response:
-        started = time.perf_counter()
-        response = await _execute(request)
-        metrics.observe(time.perf_counter() - started, http_code=response.status_code)
-        return response
-
-    async def _execute(request: Request) -> Response:
-        rid = request.headers.get("x-request-id") or service.next_request_id()
-        try:
-            body = await _read_body(request, limit)
-        except PayloadTooLarge:
-            return _error(413, "PayloadTooLarge",
-                          f"the request body exceeds the limit of {service.limits.describe()} "
-                          "(--max-message-mb)")  # fmt: skip
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _error(422, "ValidationError", f"the body is not valid JSON ({exc})", field="")
-        if not isinstance(data, dict) or "input" not in data:
-            return _error(
-                422, "ValidationError", 'the body must be {"input": {...}}', field="input"
-            )
-        try:
-            inputs = service.decode_input(data["input"])
-            outputs = await anyio.to_thread.run_sync(service.run, inputs, rid)
-            tensors: TensorFormat = (
-                "b64" if request.headers.get("x-tensor-format") == "b64" else "list"
-            )
-            encoded = service.encode_output(outputs, tensors)
-            payload = orjson.dumps({"output": encoded}, option=orjson.OPT_SERIALIZE_NUMPY)
-        except ValueConversionError as exc:
-            return _error(422, "ValidationError", exc.reason, field=exc.field)
-        except ExecutionError as exc:
-            log.warning("[%s] the cell raised %s: %s", rid, exc.error_name, exc.error_message)
-            return _json(500, {"error_name": exc.error_name, "error_message": exc.error_message,
-                               "traceback": exc.traceback})  # fmt: skip
-        if len(payload) > limit:
-            return _error(413, "PayloadTooLarge",
-                          f"the response ({len(payload)} bytes) exceeds the limit of "
-                          f"{service.limits.describe()} (--max-message-mb)")  # fmt: skip
-        return Response(payload, 200, media_type=JSON, headers={"x-request-id": rid})
+    async def execute_other_method(request: Request) -> Response:
+        raise AssertionError("unreachable: POST /execute is served by ExecuteEndpoint")
 
     async def healthz(request: Request) -> Response:
         return _json(200, {"status": "alive"})
@@ -126,7 +175,7 @@ def create_app(
         )
 
     routes = [
-        Route("/execute", execute, methods=["POST"]),
+        Route("/execute", execute_other_method, methods=["POST"]),  # for 405 on other methods
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
@@ -137,7 +186,7 @@ def create_app(
         404: not_found,
         405: not_allowed,
     }
-    return Starlette(routes=routes, exception_handlers=handlers)
+    return RestApp(ExecuteEndpoint(service), Starlette(routes=routes, exception_handlers=handlers))
 
 
 _SWAGGER_UI = """<!DOCTYPE html>

@@ -6,6 +6,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from checkpoint2svc.runtime.json_values import TensorFormat, decode_json, encode
 from checkpoint2svc.runtime.metrics import NodeMetrics
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+QUICK_SECONDS = 0.0005
 log = logging.getLogger("checkpoint2svc.instance")
 
 
@@ -52,6 +54,7 @@ class CellService:
         self.executor: CellExecutor = checkpoint.executor(mode)
         self.input_names = {v.name for v in self.manifest.inputs}
         self.ready = False
+        self._typical_seconds = 0.0
         # A plain lock when one cell runs at a time: cheaper than a semaphore on every call.
         self._slots: threading.Lock | threading.BoundedSemaphore = (
             threading.Lock() if concurrency <= 1 else threading.BoundedSemaphore(concurrency)
@@ -61,6 +64,11 @@ class CellService:
 
     def next_request_id(self) -> str:
         return f"{self._instance}-{next(self._ids)}"
+
+    def is_quick(self) -> bool:
+        """True while the cell typically runs in under ``QUICK_SECONDS``: cheap enough to run
+        on the event loop without holding other requests up noticeably."""
+        return self._typical_seconds < QUICK_SECONDS
 
     def decode_input(self, data: Any) -> dict[str, Any]:
         """Python values for a JSON ``input`` object; errors name the field."""
@@ -94,10 +102,13 @@ class CellService:
     ) -> dict[str, Any]:
         """Run the cell with its prints routed to the log under ``rid``."""
         token = cell_output.request_id.set(rid)
+        started = time.perf_counter()
         try:
             with self._slots:
                 return (executor or self.executor).run(inputs)
         finally:
+            # A moving average of how long the cell takes (races only blur it a little).
+            self._typical_seconds += (time.perf_counter() - started - self._typical_seconds) / 8
             cell_output.request_id.reset(token)
             cell_output.finish(rid)
 

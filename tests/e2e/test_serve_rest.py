@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import nbformat
 import pytest
 
-from checkpoint2svc.checkpoint import Checkpoint
+from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
 from tests.e2e.instance import Instance
 
 pytestmark = pytest.mark.slow
@@ -108,3 +112,29 @@ def test_sigterm_stops_gracefully(instance: Instance) -> None:
     instance.stop()  # SIGTERM
     assert instance.process.returncode == 0
     assert "stopped" in instance.log  # drained gRPC and removed its temporary files
+
+
+def test_a_slow_cell_does_not_hold_up_health_checks(tmp_path: Path) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("import time"),
+        nbformat.v4.new_code_cell("seconds = 0.01", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "time.sleep(seconds)\nslept = seconds", metadata={"tags": ["nap"]}
+        ),
+    ]
+    nbformat.write(notebook, tmp_path / "nap.ipynb")
+    checkpoint = pin_notebook(
+        tmp_path / "nap.ipynb", "nap", tmp_path / "nap.ckpt", progress=lambda _: None
+    )
+    started = Instance(checkpoint.path)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(started.execute, {"seconds": 2.0})
+            time.sleep(0.3)  # the slow call is running now
+            before = time.perf_counter()
+            assert httpx.get(f"{started.url}/healthz", timeout=5).status_code == 200
+            assert time.perf_counter() - before < 0.5
+            assert slow.result().json()["output"]["slept"] == 2.0
+    finally:
+        started.stop()
