@@ -50,6 +50,10 @@ def test_rest_execute_health_metrics_and_errors(instance: Instance) -> None:
     document = httpx.get(f"{instance.url}/openapi.json").json()
     assert document["paths"]["/execute"]["post"]["requestBody"]
     assert "PredictInput" in document["components"]["schemas"]
+    docs = httpx.get(f"{instance.url}/docs").text
+    assert "/openapi.json" in docs and "/docs/static/swagger-ui-bundle.js" in docs
+    bundle = httpx.get(f"{instance.url}/docs/static/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and "SwaggerUIBundle" in bundle.text  # no CDN needed
     assert httpx.get(f"{instance.url}/healthz").status_code == 200
     assert httpx.get(f"{instance.url}/nowhere").status_code == 404
     metrics = httpx.get(f"{instance.url}/metrics").text
