@@ -228,6 +228,9 @@ def _decode_tensor(data: Any, type_: Tensor, field: str) -> Any:
             ) from exc
         if array.dtype == object:
             raise ValueConversionError(field, "expected a rectangular nested array")
+        rest = type_.shape[1:]
+        if array.size == 0 and type_.shape and -1 not in rest:
+            array = array.reshape((0, *rest))  # `[]` carries no inner shape; the type does
     _check_shape(tuple(array.shape), type_, field)
     return array
 

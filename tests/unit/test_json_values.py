@@ -51,3 +51,8 @@ def test_bad_values_name_the_field(data: object, type_: object, field: str, reas
         decode_json(data, type_, "x")  # type: ignore[arg-type]
     assert info.value.field == field
     assert reason in info.value.reason
+
+
+def test_an_empty_batch_of_nested_lists_takes_its_shape_from_the_type() -> None:
+    empty = decode_json([], Tensor("float32", (-1, 3)), "x")
+    assert empty.shape == (0, 3) and empty.dtype == np.float32
