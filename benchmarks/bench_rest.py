@@ -17,7 +17,8 @@ After a warm-up of each server, the servers are measured alternately (round 1: A
 A, B, C; ...) so that load drift hits all of them alike. The table gives the median over the
 rounds of requests/s, p50 and p99, and the ratio of checkpoint2svc's requests/s to each other
 server's. Exits 1 when a ratio misses its target (>= 1.5x FastAPI, >= 5x BentoML) or a run saw
-errors, unless ``--no-check``. Every process it starts is stopped on the way out, also on failure.
+errors, unless ``--no-check``, and 2 when a server does not start or answers wrongly. Every
+process it starts is stopped on the way out, also on failure.
 
     .venv/bin/python benchmarks/bench_rest.py [--duration 10] [--rounds 3] [--no-check]
 """
@@ -375,6 +376,30 @@ def load_average() -> str:
 # --- main ------------------------------------------------------------------------------------
 
 
+def measure(args: argparse.Namespace, wrk: str, bentoml: Path | None) -> dict[str, list[Run]]:
+    """Start the servers, warm each up, then measure them in alternating rounds."""
+    with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp_name, processes() as started:
+        tmp = Path(tmp_name)
+        servers = [start_checkpoint2svc(started, tmp), start_fastapi(started, tmp)]
+        if bentoml is not None:
+            servers.append(start_bentoml(started, tmp, bentoml))
+        script = write_wrk_script(tmp)
+        load = (args.threads, args.connections)
+        for server in servers:
+            warm = run_wrk(wrk, script, server.url, args.warmup, *load)
+            say(f"{server.name} warm-up: {warm.requests_per_s:,.0f} req/s")
+        results: dict[str, list[Run]] = {server.name: [] for server in servers}
+        for n in range(1, args.rounds + 1):
+            for server in servers:
+                run = run_wrk(wrk, script, server.url, args.duration, *load)
+                results[server.name].append(run)
+                say(
+                    f"round {n} {server.name}: {run.requests_per_s:,.0f} req/s, "
+                    f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms, {run.errors} errors"
+                )
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10, help="seconds per run (10)")
@@ -397,25 +422,11 @@ def main() -> int:
                                                           not args.no_bentoml_install)  # fmt: skip
     machine = describe_machine(wrk)
     load_before = load_average()
-    with tempfile.TemporaryDirectory(prefix="bench-rest-") as tmp_name, processes() as started:
-        tmp = Path(tmp_name)
-        servers = [start_checkpoint2svc(started, tmp), start_fastapi(started, tmp)]
-        if bentoml is not None:
-            servers.append(start_bentoml(started, tmp, bentoml))
-        script = write_wrk_script(tmp)
-        load = (args.threads, args.connections)
-        for server in servers:
-            warm = run_wrk(wrk, script, server.url, args.warmup, *load)
-            say(f"{server.name} warm-up: {warm.requests_per_s:,.0f} req/s")
-        results: dict[str, list[Run]] = {server.name: [] for server in servers}
-        for n in range(1, args.rounds + 1):
-            for server in servers:
-                run = run_wrk(wrk, script, server.url, args.duration, *load)
-                results[server.name].append(run)
-                say(
-                    f"round {n} {server.name}: {run.requests_per_s:,.0f} req/s, "
-                    f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms, {run.errors} errors"
-                )
+    try:
+        results = measure(args, wrk, bentoml)
+    except RuntimeError as exc:  # a server that did not start or answer, or wrk that failed
+        say(f"error: {exc}")
+        return 2
 
     rows, missed = report(results)
     print("\n".join(rows))

@@ -107,9 +107,9 @@ class ExecuteEndpoint:
         tensors: TensorFormat = "b64" if headers.get(b"x-tensor-format") == b"b64" else "list"
         try:
             inputs = service.decode_input(data["input"])
-            if service.is_quick():
-                outputs = service.run(inputs, rid)
-            else:
+            # A quick cell runs right here if a slot is free; the loop never waits for one.
+            outputs = service.run_if_free(inputs, rid) if service.is_quick() else None
+            if outputs is None:
                 outputs = await anyio.to_thread.run_sync(service.run, inputs, rid)
             encoded = service.encode_output(outputs, tensors)
             payload = orjson.dumps({"output": encoded}, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -57,7 +57,9 @@ class CellService:
         self._typical_seconds = 0.0
         # A plain lock when one cell runs at a time: cheaper than a semaphore on every call.
         self._slots: threading.Lock | threading.BoundedSemaphore = (
-            threading.Lock() if concurrency <= 1 else threading.BoundedSemaphore(concurrency)
+            threading.Lock()
+            if concurrency <= 1 or self.executor.mode == "shared"  # shared: one call at a time
+            else threading.BoundedSemaphore(concurrency)
         )
         self._ids = itertools.count(1)
         self._instance = os.environ.get("CHECKPOINT2SVC_INSTANCE_ID", f"pid{os.getpid()}")
@@ -101,11 +103,25 @@ class CellService:
         self, inputs: dict[str, Any], rid: str, executor: CellExecutor | None = None
     ) -> dict[str, Any]:
         """Run the cell with its prints routed to the log under ``rid``."""
+        with self._slots:
+            return self._run_in_slot(inputs, rid, executor or self.executor)
+
+    def run_if_free(self, inputs: dict[str, Any], rid: str) -> dict[str, Any] | None:
+        """``run`` if a slot is free right now, else None: for the event loop, never waits."""
+        if not self._slots.acquire(blocking=False):
+            return None
+        try:
+            return self._run_in_slot(inputs, rid, self.executor)
+        finally:
+            self._slots.release()
+
+    def _run_in_slot(
+        self, inputs: dict[str, Any], rid: str, executor: CellExecutor
+    ) -> dict[str, Any]:
         token = cell_output.request_id.set(rid)
         started = time.perf_counter()
         try:
-            with self._slots:
-                return (executor or self.executor).run(inputs)
+            return executor.run(inputs)
         finally:
             # A moving average of how long the cell takes (races only blur it a little).
             self._typical_seconds += (time.perf_counter() - started - self._typical_seconds) / 8

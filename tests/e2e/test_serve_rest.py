@@ -12,6 +12,7 @@ import nbformat
 import pytest
 
 from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
+from checkpoint2svc.runtime.service import CellService
 from tests.e2e.instance import Instance
 
 pytestmark = pytest.mark.slow
@@ -142,3 +143,13 @@ def test_a_slow_cell_does_not_hold_up_health_checks(tmp_path: Path) -> None:
             assert slow.result().json()["output"]["slept"] == 2.0
     finally:
         started.stop()
+
+
+def test_the_event_loop_never_waits_for_a_busy_slot(pinned: dict[str, Checkpoint]) -> None:
+    """A quick cell runs on the event loop only if a slot is free right now; when another call
+    (e.g. over gRPC) holds it, the REST call goes to a thread instead of stalling the loop."""
+    service = CellService(pinned["greeter"])
+    inputs = {"name": "Ada", "values": [1]}
+    assert service.run_if_free(inputs, "r1") == {"message": "Hello, Ada!", "scaled": [3]}
+    with service._slots:  # another call is running
+        assert service.run_if_free(inputs, "r2") is None
