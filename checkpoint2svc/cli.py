@@ -100,10 +100,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from checkpoint2svc.checkpoint import Checkpoint
-    from checkpoint2svc.runtime.json_values import decode_json, encode_json
+    from checkpoint2svc.runtime.service import CellService
 
-    checkpoint = Checkpoint.open(args.checkpoint)
-    manifest = checkpoint.manifest
+    service = CellService(Checkpoint.open(args.checkpoint))  # the same checks as a server's
+    manifest = service.manifest
     if args.input is None:
         data = {v.name: v.example for v in manifest.inputs}
     else:
@@ -113,14 +113,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise Checkpoint2SvcError(f"the input is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise Checkpoint2SvcError('the input must be a JSON object such as {"x": 1}')
-    unknown = sorted(set(data) - {v.name for v in manifest.inputs})
-    if unknown:
-        raise ValueConversionError(unknown[0], "not an input of this checkpoint")
-    inputs = {v.name: decode_json(data.get(v.name), v.type, v.name) for v in manifest.inputs}
+    inputs = service.decode_input(data)
     with contextlib.redirect_stdout(sys.stderr):  # what the cell prints is not the result
-        outputs = checkpoint.executor().run(inputs)
-    encoded = {v.name: encode_json(outputs[v.name], v.type, v.name) for v in manifest.outputs}
-    print(json.dumps({"output": encoded}, indent=2))
+        outputs = service.executor.run(inputs)
+    print(json.dumps({"output": service.encode_output(outputs)}, indent=2))
     return 0
 
 

@@ -28,7 +28,7 @@ from checkpoint2svc.errors import (
     TypeInferenceError,
     UnserializableStateError,
 )
-from checkpoint2svc.runtime.executor import CellExecutor
+from checkpoint2svc.runtime.executor import CellExecutor, code_global_names
 from checkpoint2svc.runtime.json_values import encode_json
 from checkpoint2svc.signature.cell_analysis import analyze_cell, annotations_of
 from checkpoint2svc.signature.infer import infer_type, type_from_annotation
@@ -117,19 +117,14 @@ def _is_internal(name: str, hidden: set[str]) -> bool:
 
 
 def _code_names(value: Any) -> set[str]:
-    codes: list[types.CodeType] = []
+    """Globals a notebook function, or the methods of a notebook class, look up."""
     if isinstance(value, types.FunctionType):
-        codes.append(value.__code__)
-    elif isinstance(value, type):
-        for member in vars(value).values():
-            fn = getattr(member, "__func__", member)
-            if isinstance(fn, types.FunctionType):
-                codes.append(fn.__code__)
+        return code_global_names(value.__code__)
     names: set[str] = set()
-    while codes:
-        code = codes.pop()
-        names.update(code.co_names)
-        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    for member in vars(value).values():
+        fn = getattr(member, "__func__", member)
+        if isinstance(fn, types.FunctionType):
+            names |= code_global_names(fn.__code__)
     return names
 
 

@@ -23,11 +23,12 @@ ExecutionMode = Literal["isolated", "shared"]
 CELL_FILENAME = "<target cell>"
 
 
-def _code_names(code: types.CodeType) -> set[str]:
+def code_global_names(code: types.CodeType) -> set[str]:
+    """Names a code object (and the functions, lambdas and classes nested in it) looks up."""
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            names |= _code_names(const)
+            names |= code_global_names(const)
     return names
 
 
@@ -40,7 +41,7 @@ def functions_to_rebind(
         for name, value in state.items()
         if isinstance(value, types.FunctionType) and value.__globals__ is state
     }
-    reads = {name: _code_names(fn.__code__) for name, fn in candidates.items()}
+    reads = {name: code_global_names(fn.__code__) for name, fn in candidates.items()}
     selected: set[str] = set()
     targets = set(watched)
     changed = True

@@ -33,7 +33,7 @@ def _json(status: int, body: Any) -> Response:
 
 
 def _error(status: int, name: str, message: str, **extra: Any) -> Response:
-    return _json(status, {"error_name": name, "error_message": message, "traceback": [], **extra})
+    return Response(_error_body(name, message, **extra), status, media_type=JSON)
 
 
 def _error_body(name: str, message: str, **extra: Any) -> bytes:
