@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-fast lint install setup clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ lint: install
 	$(BIN)/ruff format --check checkpoint2svc tests benchmarks
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/python -m pytest -n 2 tests
+# The Docker engine, haproxy and the local base image (scripts/setup-engine; quick when present).
+setup: install
+	scripts/setup-engine $(BIN)/checkpoint2svc
+
+test: lint setup
+	CHECKPOINT2SVC_REQUIRE_DOCKER=1 $(BIN)/python -m pytest -n 2 tests
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow" tests

@@ -88,13 +88,73 @@ def _inspect_text(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _image_text(image: str, labels: dict[str, Any], image_id: str, size: int) -> str:
+    lines = [f"image {image} ({image_id[7:19]}, {_size(size)}), a checkpoint2svc service"]
+    lines += [f"  {key}: {value}" for key, value in labels.items()]
+    return "\n".join(lines)
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from checkpoint2svc.checkpoint import Checkpoint
 
-    checkpoint = Checkpoint.open(args.checkpoint)
+    if not Path(args.target).exists() and not args.target.endswith((".ckpt", "/")):
+        from checkpoint2svc.image.engine import docker_client
+        from checkpoint2svc.image.labels import read_image_labels
+
+        labels, image = read_image_labels(docker_client(), args.target)
+        fields = dict(labels.__dict__)
+        if args.json:
+            print(json.dumps({"id": image.id, "size": image.attrs["Size"], "labels": fields},
+                             indent=2))  # fmt: skip
+        else:
+            print(_image_text(args.target, fields, image.id, image.attrs["Size"]))
+        return 0
+    checkpoint = Checkpoint.open(args.target)
     checkpoint.verify()
     data = checkpoint.manifest.to_dict()
     print(json.dumps(data, indent=2) if args.json else _inspect_text(data))
+    return 0
+
+
+def _progress(quiet: bool) -> Any:
+    if quiet:
+        return None
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from checkpoint2svc.checkpoint import Checkpoint
+    from checkpoint2svc.image.build import build_image
+
+    built = build_image(
+        Checkpoint.open(args.checkpoint), args.tag, base_image=args.base_image,
+        wheelhouse=args.wheelhouse, self_test=not args.no_self_test,
+        progress=_progress(args.quiet), no_cache=args.no_cache,
+    )  # fmt: skip
+    if args.quiet:
+        print(built.id)
+        return 0
+    test = (
+        f"self-test passed over {' and '.join(built.self_test.protocols)}"
+        if built.self_test else "self-test skipped"
+    )  # fmt: skip
+    print(
+        f"built {built.tag} ({built.id[7:19]}, {_size(built.size)}) in {built.seconds:.1f} s; "
+        f"{built.cached_steps}/{built.steps} steps from cache; {test}"
+    )
+    return 0
+
+
+def cmd_base_image(args: argparse.Namespace) -> int:
+    from checkpoint2svc.image.base_image import build_base_image, default_base_image
+    from checkpoint2svc.image.engine import docker_client
+
+    tag = args.tag or default_base_image()
+    if args.print_tag:
+        print(tag)
+        return 0
+    image_id = build_base_image(docker_client(), tag, progress=_progress(args.quiet))
+    print(f"built base image {tag} ({image_id[7:19]})" if not args.quiet else image_id)
     return 0
 
 
@@ -179,11 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser(
         "inspect",
-        help="show a checkpoint's signature, state and requirements, verifying every hash",
+        help="show a checkpoint (verifying every hash) or a service image's labels",
         description="Show a checkpoint's signature, state variables and requirements after "
-        "verifying the sha256 of every file.",
+        "verifying the sha256 of every file; or, for an image, the checkpoint, signature, "
+        "ports and version it was built from.",
     )
-    inspect.add_argument("checkpoint", help="a checkpoint directory")
+    inspect.add_argument(
+        "target", metavar="CHECKPOINT|IMAGE",
+        help="a checkpoint directory, or a service image built by `build`",
+    )  # fmt: skip
     inspect.add_argument("--json", action="store_true", help="print the manifest as JSON")
     inspect.set_defaults(func=cmd_inspect)
 
@@ -219,6 +283,45 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     generate.add_argument("--force", action="store_true", help="replace an existing directory")
     generate.set_defaults(func=cmd_generate)
+
+    build = commands.add_parser(
+        "build",
+        help="build a service's Docker image from a checkpoint, then self-test it",
+        description="Render the Dockerfile, install the pinned requirements from a wheelhouse "
+        "with no network inside the build, build with the local Docker engine (never pulling), "
+        "then run the image on 127.0.0.1 and replay the pinned example over REST and gRPC. "
+        "The tag is set only when the self-test passes.",
+    )
+    build.add_argument("checkpoint", help="a checkpoint directory")
+    build.add_argument("-t", "--tag", required=True, metavar="IMAGE[:TAG]", help="image name")
+    build.add_argument("--base-image", metavar="IMAGE",
+                       help="a local image with python3 of the checkpoint's minor version "
+                       "(default: $CHECKPOINT2SVC_BASE_IMAGE, else the one `base-image` "
+                       "builds)")  # fmt: skip
+    build.add_argument("--wheelhouse", type=Path, metavar="DIR",
+                       help="where wheels are cached and looked up first "
+                       "(default ~/.cache/checkpoint2svc/wheelhouse)")  # fmt: skip
+    build.add_argument("--no-self-test", action="store_true",
+                       help="tag the image without running it")  # fmt: skip
+    build.add_argument("--no-cache", action="store_true",
+                       help="rebuild every layer of the service image")  # fmt: skip
+    build.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    build.set_defaults(func=cmd_build)
+
+    base = commands.add_parser(
+        "base-image",
+        help="build the default base image (Debian with python3) from this machine's apt sources",
+        description="Build a Debian root filesystem with python3 using mmdebstrap and this "
+        "machine's apt sources, and import it with `docker import`; for machines that cannot "
+        "pull images.",
+    )
+    base.add_argument("--tag", metavar="IMAGE",
+                      help="the tag (default: $CHECKPOINT2SVC_BASE_IMAGE, else "
+                      "checkpoint2svc/python:3.X-bookworm)")  # fmt: skip
+    base.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    base.add_argument("--print-tag", action="store_true",
+                      help="print the tag that would be built, and build nothing")  # fmt: skip
+    base.set_defaults(func=cmd_base_image)
     return parser
 
 

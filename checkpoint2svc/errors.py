@@ -60,3 +60,23 @@ class ExecutionError(Checkpoint2SvcError):
         self.error_name = error_name
         self.error_message = error_message
         self.traceback = traceback
+
+
+class ImageError(Checkpoint2SvcError):
+    """Building, testing or reading a service's container image failed."""
+
+
+class DockerUnavailableError(ImageError):
+    """No Docker engine answers."""
+
+
+class BaseImageError(ImageError):
+    """The base image is missing, cannot be built, or has the wrong Python."""
+
+
+class WheelhouseError(ImageError):
+    """A requirement of the image has no wheel to be had, or the runtime wheel cannot be built."""
+
+
+class ImageSelfTestError(ImageError):
+    """The built image did not start, or served outputs that differ from the pinned examples."""

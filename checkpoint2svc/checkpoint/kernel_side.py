@@ -13,6 +13,8 @@ import json
 import re
 import sys
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -248,9 +250,54 @@ def _dump_state(
     """Write the module's globals minus ``drop``; the kernel's namespace is restored after."""
     removed = {name: namespace.pop(name) for name in drop if name in namespace}
     try:
-        dill.dump_module(str(path), module=main)
+        with _stable_cell_file_names(namespace):
+            dill.dump_module(str(path), module=main)
     finally:
         namespace.update(removed)
+
+
+# ipykernel compiles each cell as /tmp/ipykernel_<pid>/<hash of the source>.py
+_CELL_FILE = re.compile(r".*[/\\]ipykernel_\d+[/\\](\d+)\.py$")
+
+
+def _stable_code(code: types.CodeType) -> types.CodeType:
+    """``code`` with the kernel's pid taken out of its file name, nested code objects too."""
+    match = _CELL_FILE.match(code.co_filename)
+    consts = tuple(_stable_code(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    if match is None and consts == code.co_consts:
+        return code
+    filename = f"<notebook cell {match.group(1)}>" if match else code.co_filename
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _notebook_functions(value: Any) -> Iterator[types.FunctionType]:
+    if isinstance(value, types.FunctionType) and value.__module__ == "__main__":
+        yield value
+    elif isinstance(value, type) and value.__module__ == "__main__":
+        for member in vars(value).values():
+            member = getattr(member, "__func__", member)  # staticmethod, classmethod
+            for function in (member, getattr(member, "fget", None), getattr(member, "fset", None)):
+                if isinstance(function, types.FunctionType):
+                    yield function
+
+
+@contextmanager
+def _stable_cell_file_names(namespace: dict[str, Any]) -> Iterator[None]:
+    """Pin the same state to the same bytes: the file names of functions and methods defined in
+    the notebook carry the kernel's pid, which would change the state's sha256 (and its image
+    layer) on every pin. The live objects get their code back afterwards."""
+    swapped: list[tuple[types.FunctionType, types.CodeType]] = []
+    try:
+        for value in list(namespace.values()):
+            for function in _notebook_functions(value):
+                stable = _stable_code(function.__code__)
+                if stable is not function.__code__:
+                    swapped.append((function, function.__code__))
+                    function.__code__ = stable
+        yield
+    finally:
+        for function, code in swapped:
+            function.__code__ = code
 
 
 def _type_of(

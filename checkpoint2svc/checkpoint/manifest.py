@@ -149,6 +149,17 @@ class Manifest:
             warnings=data.get("warnings", []),
         )
 
+    def signature(self) -> dict[str, Any]:
+        """The inputs' and outputs' names and types: what a client of the service depends on."""
+        return {
+            "inputs": [{"name": v.name, "type": v.type.to_dict()} for v in self.inputs],
+            "outputs": [{"name": v.name, "type": v.type.to_dict()} for v in self.outputs],
+        }
+
+    def signature_sha256(self) -> str:
+        text = json.dumps(self.signature(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def write(self, directory: Path) -> None:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         (directory / MANIFEST_NAME).write_text(text, encoding="utf-8")

@@ -250,7 +250,10 @@ _VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
 
 _STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"status": {"type": "string"}},
+    "properties": {
+        "status": {"type": "string"},
+        "reason": {"type": "string", "description": "why not ready, e.g. the failed self-test"},
+    },
     "required": ["status"],
 }
 

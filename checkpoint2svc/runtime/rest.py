@@ -154,7 +154,7 @@ def create_app(
     async def readyz(request: Request) -> Response:
         if service.ready:
             return _json(200, {"status": "ready"})
-        return _json(503, {"status": "not ready"})
+        return _json(503, {"status": "not ready", "reason": service.not_ready_reason})
 
     async def metrics_text(request: Request) -> Response:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")

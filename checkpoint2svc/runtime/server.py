@@ -45,6 +45,7 @@ def build_service(checkpoint_path: Path, options: ServeOptions) -> CellService:
     try:
         service.self_test()
     except SelfTestError as exc:
+        service.not_ready_reason = f"self-test failed: {exc}"
         log.error("%s; /readyz answers 503 and gRPC health NOT_SERVING", exc)
     return service
 

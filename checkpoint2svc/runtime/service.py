@@ -54,6 +54,7 @@ class CellService:
         self.executor: CellExecutor = checkpoint.executor(mode)
         self.input_names = {v.name for v in self.manifest.inputs}
         self.ready = False
+        self.not_ready_reason = "the self-test has not run yet"
         self._typical_seconds = 0.0
         # A plain lock when one cell runs at a time: cheaper than a semaphore on every call.
         self._slots: threading.Lock | threading.BoundedSemaphore = (
@@ -152,4 +153,5 @@ class CellService:
                 )
             )
         self.ready = True
+        self.not_ready_reason = ""
         log.info("self-test passed; ready")
