@@ -29,7 +29,7 @@ setup: install
 	scripts/setup-engine $(BIN)/checkpoint2svc
 
 test: lint setup
-	CHECKPOINT2SVC_REQUIRE_DOCKER=1 $(BIN)/python -m pytest -n 2 tests
+	CHECKPOINT2SVC_REQUIRE_DOCKER=1 $(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow" tests

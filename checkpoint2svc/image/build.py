@@ -99,6 +99,13 @@ def _check_python(client: docker.DockerClient, base_image: str, checkpoint: Chec
         )
 
 
+def requirements_tag(client: docker.DockerClient, base_image: str, requirements: list[str]) -> str:
+    """The requirements image's tag: a hash of the base image's id and the pins."""
+    base_id = client.images.get(base_image).id
+    key = hashlib.sha256("\n".join([base_id, *requirements]).encode()).hexdigest()[:16]
+    return f"{REQUIREMENTS_REPOSITORY}:{key}"
+
+
 def requirements_image(
     client: docker.DockerClient,
     base_image: str,
@@ -110,9 +117,8 @@ def requirements_image(
     """The tag of the requirements image for these pins on this base; built when missing."""
     import docker as docker_sdk
 
+    tag = requirements_tag(client, base_image, requirements)
     base_id = client.images.get(base_image).id
-    key = hashlib.sha256("\n".join([base_id, *requirements]).encode()).hexdigest()[:16]
-    tag = f"{REQUIREMENTS_REPOSITORY}:{key}"
     try:
         client.images.get(tag)
         _say(progress, f"requirements: reusing {tag} ({len(requirements)} pinned distributions)")

@@ -96,7 +96,9 @@ def _pip_download(
         "-r", str(requirements_file),
     ]  # fmt: skip
     if progress is None:
-        return subprocess.run(command, capture_output=True, text=True, check=False)
+        return subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+        )
     lines: list[str] = []
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
