@@ -123,7 +123,7 @@ def base_python_version(client: docker.DockerClient, image: str) -> str:
             f"`checkpoint2svc base-image --tag {image}`, or pass --base-image with a local image"
         ) from None
     labels = (found.attrs.get("Config") or {}).get("Labels") or {}
-    if PYTHON_LABEL in labels:
+    if labels.get(PYTHON_LABEL):
         return str(labels[PYTHON_LABEL])
     if found.id not in _versions:
         try:

@@ -234,6 +234,23 @@ def test_wrong_python_in_the_base_image_is_refused_showing_both(
     assert f"Python {pinned['greeter'].manifest.python_version}" in stderr
 
 
+def test_a_base_image_from_elsewhere_is_asked_for_its_python(
+    client: docker.DockerClient, tags: ImageTags, pinned: dict[str, Checkpoint], tmp_path: Path
+) -> None:
+    """A base image without checkpoint2svc's label (as python:3.11-slim would be): its python3
+    is run to learn the version, and the image builds and passes its self-test on it."""
+    from checkpoint2svc.image.base_image import default_base_image
+
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {default_base_image()}\nLABEL org.checkpoint2svc.python=\n"
+    )
+    foreign = tags.new("foreign-base")
+    client.images.build(path=str(tmp_path), tag=foreign, pull=False, rm=True)
+    built = build_image(pinned["greeter"], tags.new("on-foreign"), base_image=foreign)
+    assert built.self_test is not None
+    assert built.labels.python == "3.11"
+
+
 def test_missing_base_image_says_which_command_builds_it(
     pinned: dict[str, Checkpoint], tags: ImageTags
 ) -> None:
