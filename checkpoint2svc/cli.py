@@ -322,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--print-tag", action="store_true",
                       help="print the tag that would be built, and build nothing")  # fmt: skip
     base.set_defaults(func=cmd_base_image)
+
+    from checkpoint2svc.cli_control import add_control_commands
+
+    add_control_commands(commands)
     return parser
 
 

@@ -80,3 +80,11 @@ class WheelhouseError(ImageError):
 
 class ImageSelfTestError(ImageError):
     """The built image did not start, or served outputs that differ from the pinned examples."""
+
+
+class GatewayError(Checkpoint2SvcError):
+    """The gateway's configuration is invalid, or HAProxy cannot be started, reloaded or reached."""
+
+
+class BackendError(Checkpoint2SvcError):
+    """An instance cannot be started, observed or stopped on its backend (docker, local)."""

@@ -1,0 +1,286 @@
+"""The controller's commands: ``up``, ``down``, ``status`` and ``node ...`` (thin: parse, call the
+controller's API, print)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, Home, default_home
+
+
+def _home(args: argparse.Namespace) -> Home:
+    return Home(Path(args.home) if args.home else default_home())
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from checkpoint2svc.control.client import ControllerClient
+
+    return ControllerClient(_home(args))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from checkpoint2svc.control.client import start_controller
+
+    info = start_controller(_home(args), args.port, args.gateway_port)
+    print(f"controller {info.controller_id} running (pid {info.pid})")
+    print(f"  API:     {info.api_url} (token in {_home(args).token_file})")
+    print(f"  gateway: http://127.0.0.1:{info.gateway_port} (REST and gRPC)")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from checkpoint2svc.control.client import stop_controller
+
+    stopped = stop_controller(_home(args), everything=args.all)
+    if not stopped:
+        print("the controller was not running")
+    elif args.all:
+        print("controller stopped; its nodes were deleted and the gateway stopped")
+    else:
+        print("controller stopped; its nodes and the gateway keep running until `up` adopts them")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    status = client.request("GET", "/v1/status")
+    nodes = client.request("GET", "/v1/nodes")
+    print(f"controller {status['controller_id']}: API {client.info.api_url}, "
+          f"gateway {status['gateway']}, {len(nodes)} node(s)")  # fmt: skip
+    for node in nodes:
+        print(f"  {node['name']}: {node['status']} ({node['healthy_instances']}/"
+              f"{len(node['instances'])} healthy)")  # fmt: skip
+    return 0
+
+
+def _spec_from_args(args: argparse.Namespace, partial: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    simple = {
+        "checkpoint": args.checkpoint and str(Path(args.checkpoint).resolve()), "image": args.image,
+        "backend": args.backend, "port": args.port, "grpc_port": args.grpc_port,
+        "protocol": args.protocol, "request_timeout_s": args.request_timeout,
+        "idle_timeout_s": args.idle_timeout, "min_instances": args.min,
+        "max_instances": args.max, "maintenance_limit": args.maintenance_limit,
+    }  # fmt: skip
+    spec.update({k: v for k, v in simple.items() if v is not None})
+    if args.no_grpc:
+        spec["grpc_port"] = None
+    health = {
+        "kind": "grpc" if args.health_grpc_service is not None else None,
+        "path": args.health_path, "grpc_service": args.health_grpc_service,
+        "timeout_s": args.health_timeout, "interval_s": args.health_interval,
+        "fail_threshold": args.health_fails, "pass_threshold": args.health_passes,
+        "start_period_s": args.health_start_period,
+    }  # fmt: skip
+    if any(v is not None for v in health.values()):
+        spec["health"] = {k: v for k, v in health.items() if v is not None}
+    telemetry = {"path": args.metrics_path, "port": args.metrics_port}
+    if any(v is not None for v in telemetry.values()):
+        spec["telemetry"] = {k: v for k, v in telemetry.items() if v is not None}
+    autoscaling = {
+        "target_in_flight": args.target_in_flight, "up_window_s": args.scale_up_window,
+        "down_window_s": args.scale_down_window,
+    }  # fmt: skip
+    if any(v is not None for v in autoscaling.values()):
+        spec["autoscaling"] = {k: v for k, v in autoscaling.items() if v is not None}
+    if args.env:
+        spec["env"] = dict(item.split("=", 1) for item in args.env)
+    if not partial and "backend" not in spec:
+        from checkpoint2svc.backends.base import default_backend_name
+
+        spec["backend"] = default_backend_name()
+    return spec
+
+
+def cmd_node_create(args: argparse.Namespace) -> int:
+    body = {"name": args.name, **_spec_from_args(args, partial=False)}
+    if "min_instances" in body and "max_instances" not in body:
+        body["max_instances"] = max(body["min_instances"], 1)
+    node = _client(args).request("POST", "/v1/nodes", json=body)
+    print(f"node {node['name']} created ({node['spec']['backend']} backend); "
+          f"`checkpoint2svc node get {node['name']}` shows its status")  # fmt: skip
+    if args.wait:
+        return _wait_healthy(args, args.name)
+    return 0
+
+
+def _wait_healthy(args: argparse.Namespace, name: str, timeout: float = 600) -> int:
+    client = _client(args)
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        node = client.request("GET", f"/v1/nodes/{name}")
+        line = f"{node['status']}: {node['healthy_instances']}/{len(node['instances'])} healthy"
+        if line != last:
+            print(f"  {line}", flush=True)
+            last = line
+        if node["status"] == "Healthy":
+            print(f"  REST: {node['endpoint']['rest']}\n  gRPC: {node['endpoint']['grpc']}")
+            return 0
+        if node["status"] == "Unhealthy":
+            for event in node["events"][-5:]:
+                print(f"  event: {event['message']}")
+        time.sleep(0.5)
+    print(f"node {name} was not Healthy within {timeout:.0f} s")
+    return 1
+
+
+def cmd_node_list(args: argparse.Namespace) -> int:
+    nodes = _client(args).request("GET", "/v1/nodes")
+    if args.json:
+        print(json.dumps(nodes, indent=2))
+        return 0
+    print(f"{'NAME':24} {'STATUS':10} {'INSTANCES':10} {'BACKEND':8} SOURCE")
+    for n in nodes:
+        source = n["spec"]["checkpoint"] or n["spec"]["image"]
+        count = f"{n['healthy_instances']}/{len(n['instances'])}"
+        print(f"{n['name']:24} {n['status']:10} {count:10} {n['spec']['backend']:8} {source}")
+    return 0
+
+
+def cmd_node_get(args: argparse.Namespace) -> int:
+    node = _client(args).request("GET", f"/v1/nodes/{args.name}")
+    if args.json:
+        print(json.dumps(node, indent=2))
+        return 0
+    spec = node["spec"]
+    bounds = f"min {spec['min_instances']}, max {spec['max_instances']}, {spec['backend']}"
+    print(f"node {node['name']}: {node['status']}  ({node['healthy_instances']} healthy, {bounds})")
+    print(f"  REST: {node['endpoint']['rest']}\n  gRPC: {node['endpoint']['grpc']}")
+    print("  instances:")
+    for i in node["instances"]:
+        error = f"  ({i['last_error']})" if i["last_error"] else ""
+        print(f"    {i['id']}: {i['status']}  {i['host']}:{i['http_port']}{error}")
+    print("  recent events:")
+    for e in node["events"]:
+        stamp = time.strftime("%H:%M:%S", time.localtime(e["time"]))
+        who = f" [{e['instance']}]" if e["instance"] else ""
+        print(f"    {stamp}{who} {e['message']}")
+    return 0
+
+
+def cmd_node_update(args: argparse.Namespace) -> int:
+    body = _spec_from_args(args, partial=True)
+    node = _client(args).request("PATCH", f"/v1/nodes/{args.name}", json=body)
+    print(f"node {node['name']} updated: {', '.join(sorted(body)) or 'nothing'}")
+    return 0
+
+
+def cmd_node_action(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.action == "delete":
+        client.request("DELETE", f"/v1/nodes/{args.name}")
+        print(f"node {args.name} is being deleted")
+    else:
+        node = client.request("POST", f"/v1/nodes/{args.name}:{args.action}")
+        print(f"node {node['name']}: {args.action} requested")
+    return 0
+
+
+def cmd_node_logs(args: argparse.Namespace) -> int:
+    client = _client(args)
+    params = {"instance": args.instance or "", "tail": args.tail, "follow": args.follow}
+    if not args.follow:
+        print(client.request("GET", f"/v1/nodes/{args.name}/logs", params=params), end="")
+        return 0
+    for line in client.stream_lines(f"/v1/nodes/{args.name}/logs", params):
+        print(line, flush=True)
+    return 0
+
+
+def _node_settings(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--checkpoint", metavar="CKPT", help="serve this checkpoint (its image is built)")
+    a("--image", metavar="IMAGE", help="run any local image (DataSphere's docker node)")
+    a(
+        "--backend",
+        choices=["docker", "local"],
+        help="where instances run (default: docker when an engine answers, else local)",
+    )
+    a("--port", type=int, help="HTTP port the instance serves (default 8080)")
+    a("--grpc-port", type=int, help="gRPC port the instance serves (default 9090)")
+    a("--no-grpc", action="store_true", help="the image serves no gRPC")
+    a("--protocol", choices=["http", "grpc"], help="what --port speaks (default http)")
+    a("--request-timeout", type=float, metavar="S", help="per request (default 60)")
+    a("--idle-timeout", type=float, metavar="S", help="idle connections (default 300)")
+    a("--health-path", help="HTTP health check path (default /readyz)")
+    a("--health-grpc-service", metavar="SERVICE", help="use a gRPC health check of SERVICE")
+    a("--health-timeout", type=float, metavar="S")
+    a("--health-interval", type=float, metavar="S")
+    a("--health-fails", type=int, metavar="N", help="failures before Unhealthy (default 3)")
+    a("--health-passes", type=int, metavar="N", help="passes before Healthy (default 1)")
+    a(
+        "--health-start-period",
+        type=float,
+        metavar="S",
+        help="failures while starting count only after this long (default 60)",
+    )
+    a("--metrics-path", help="Prometheus path of the instance (default /metrics)")
+    a("--metrics-port", type=int, help="Prometheus port of the instance (default: --port)")
+    a("--env", action="append", metavar="K=V", help="environment variable (repeatable)")
+    a("--min", type=int, help="minimum instances (default 1)")
+    a("--max", type=int, help="maximum instances (default: --min)")
+    a("--maintenance-limit", type=int, metavar="N")
+    a(
+        "--target-in-flight",
+        type=float,
+        metavar="N",
+        help="autoscaling target: in-flight requests per instance (default 4)",
+    )
+    a("--scale-up-window", type=float, metavar="S")
+    a("--scale-down-window", type=float, metavar="S")
+
+
+def add_control_commands(commands: Any) -> None:
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument("--home", metavar="DIR",
+                      help="the controller's directory (default $CHECKPOINT2SVC_HOME or "
+                      "~/.checkpoint2svc)")  # fmt: skip
+    up = commands.add_parser("up", parents=[home], help="start the controller and its gateway")
+    up.add_argument("--port", type=int, default=DEFAULT_API_PORT, help="API port (127.0.0.1)")
+    up.add_argument("--gateway-port", type=int, default=DEFAULT_GATEWAY_PORT,
+                    help="the gateway's port (127.0.0.1), REST and gRPC")  # fmt: skip
+    up.set_defaults(func=cmd_up)
+    down = commands.add_parser("down", parents=[home],
+                               help="stop the controller (nodes keep running)")  # fmt: skip
+    down.add_argument("--all", action="store_true",
+                      help="delete every node and stop the gateway too")  # fmt: skip
+    down.set_defaults(func=cmd_down)
+    commands.add_parser("status", parents=[home], help="the controller and its nodes"
+                        ).set_defaults(func=cmd_status)  # fmt: skip
+
+    node = commands.add_parser("node", help="create and manage nodes (groups of instances)")
+    verbs = node.add_subparsers(dest="verb", required=True, metavar="VERB")
+    create = verbs.add_parser("create", parents=[home], help="create a node")
+    create.add_argument("name")
+    _node_settings(create)
+    create.add_argument("--wait", action="store_true", help="wait until the node is Healthy")
+    create.set_defaults(func=cmd_node_create)
+    update = verbs.add_parser("update", parents=[home], help="change a node's settings")
+    update.add_argument("name")
+    _node_settings(update)
+    update.set_defaults(func=cmd_node_update)
+    listing = verbs.add_parser("list", parents=[home], help="the nodes and their statuses")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_node_list)
+    get = verbs.add_parser("get", parents=[home], help="a node's status, instances and events")
+    get.add_argument("name")
+    get.add_argument("--json", action="store_true")
+    get.set_defaults(func=cmd_node_get)
+    for action, text in (("suspend", "stop all instances, keep the node"),
+                         ("resume", "start a suspended node's instances again"),
+                         ("delete", "delete the node and everything it created")):  # fmt: skip
+        verb = verbs.add_parser(action, parents=[home], help=text)
+        verb.add_argument("name")
+        verb.set_defaults(func=cmd_node_action, action=action)
+    logs = verbs.add_parser("logs", parents=[home], help="the instances' logs")
+    logs.add_argument("name")
+    logs.add_argument("--instance", metavar="ID")
+    logs.add_argument("--tail", type=int, default=100)
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing new lines (needs --instance)")  # fmt: skip
+    logs.set_defaults(func=cmd_node_logs)

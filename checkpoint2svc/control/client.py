@@ -1,0 +1,168 @@
+"""The controller's API as the CLI (and the notebook magic) call it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from checkpoint2svc.control.home import ControllerInfo, Home
+from checkpoint2svc.errors import Checkpoint2SvcError
+
+
+class ControllerNotRunningError(Checkpoint2SvcError):
+    def __init__(self, home: Home, detail: str = "") -> None:
+        super().__init__(
+            f"the controller of {home.root} is not running{detail}; start it with "
+            f"`checkpoint2svc up --home {home.root}`"
+        )
+
+
+class ControllerError(Checkpoint2SvcError):
+    """The controller refused a request; the message is its explanation."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+class ControllerClient:
+    def __init__(self, home: Home, timeout: float = 30) -> None:
+        info = home.read_info()
+        if info is None:
+            raise ControllerNotRunningError(home)
+        self.home = home
+        self.info = info
+        token = home.token() if home.token_file.exists() else ""
+        self._http = httpx.Client(
+            base_url=info.api_url, timeout=timeout, headers={"authorization": f"Bearer {token}"}
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ControllerNotRunningError(
+                self.home, f" (no answer at {self.info.api_url}: {exc})"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ControllerError(response.status_code, str(detail))
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.text
+
+    def stream_lines(self, path: str, params: dict[str, Any]) -> Iterator[str]:
+        """A streamed text response, line by line (``node logs --follow``)."""
+        with self._http.stream("GET", path, params=params, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ControllerError(response.status_code, response.json().get("detail", ""))
+            yield from response.iter_lines()
+
+
+def start_controller(
+    home: Home, api_port: int, gateway_port: int, timeout: float = 60
+) -> ControllerInfo:
+    """Start the controller detached from this process and wait until its API answers."""
+    home.prepare()
+    running = home.read_info()
+    if running is not None and _alive(running.pid):
+        raise Checkpoint2SvcError(
+            f"a controller already runs for {home.root} (pid {running.pid}, API "
+            f"{running.api_url}); `checkpoint2svc down --home {home.root}` stops it"
+        )
+    with home.log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "checkpoint2svc.control.daemon", "--home", str(home.root),
+             "--port", str(api_port), "--gateway-port", str(gateway_port)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = home.log_file.read_text(errors="replace").splitlines()[-20:]
+            raise Checkpoint2SvcError(
+                f"the controller exited at start (code {process.returncode}); its log:\n"
+                + "\n".join(tail)
+            )
+        info = home.read_info()
+        if info is not None and info.pid == process.pid:
+            try:
+                ControllerClient(home, timeout=2).request("GET", "/v1/status")
+                return info
+            except Checkpoint2SvcError:
+                pass
+        time.sleep(0.2)
+    raise Checkpoint2SvcError(
+        f"the controller did not answer within {timeout:.0f} s; see {home.log_file}"
+    )
+
+
+def delete_all_nodes(home: Home, timeout: float = 120) -> None:
+    """Delete every node and wait until the controller has removed what they created."""
+    client = ControllerClient(home)
+    for node in client.request("GET", "/v1/nodes"):
+        client.request("DELETE", f"/v1/nodes/{node['name']}")
+    deadline = time.monotonic() + timeout
+    while client.request("GET", "/v1/nodes"):
+        if time.monotonic() > deadline:
+            raise Checkpoint2SvcError(f"nodes were still being deleted after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def stop_controller(home: Home, timeout: float = 30, everything: bool = False) -> bool:
+    """Ask the controller to stop (SIGTERM by pid if its API does not answer); wait for it.
+
+    Its nodes and the gateway keep running for the next ``up`` to adopt, unless ``everything``:
+    then the nodes are deleted first and the gateway is stopped after.
+    """
+    info = home.read_info()
+    if info is None or not _alive(info.pid):
+        if everything:
+            _stop_gateway(home)
+        return False
+    if everything:
+        delete_all_nodes(home)
+    try:
+        ControllerClient(home, timeout=5).request("POST", "/v1/shutdown")
+    except Checkpoint2SvcError:
+        os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(info.pid):
+        time.sleep(0.1)
+    if everything:
+        _stop_gateway(home)
+    return True
+
+
+def _stop_gateway(home: Home) -> None:
+    from checkpoint2svc.gateway.haproxy import Gateway
+
+    gateway = Gateway(home.gateway_dir)
+    if gateway.adopt():
+        gateway.stop()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped by its parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

@@ -1,0 +1,435 @@
+"""The reconcile loop: make what runs match what the store asks for, and tell the gateway.
+
+Each pass: for every node, build its image if needed (in the background), observe its instances
+(backend state, health probes), drive their statuses, replace dead ones, scale to the desired
+count, derive the node's status; then give the gateway the healthy servers. Nothing here trusts
+memory over the backends: after a restart ``adopt`` rebuilds the instances from their labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from checkpoint2svc.backends.base import (
+    InstanceBackend,
+    InstanceHandle,
+    InstanceSpec,
+    RunState,
+    create_backend,
+)
+from checkpoint2svc.control.autoscaler import ScaleState, next_desired
+from checkpoint2svc.control.health import probe
+from checkpoint2svc.control.models import (
+    Event,
+    InstanceRecord,
+    InstanceStatus,
+    NodeSpec,
+    NodeStatus,
+)
+from checkpoint2svc.control.store import NodeRow, Store
+from checkpoint2svc.errors import Checkpoint2SvcError
+from checkpoint2svc.gateway.config import (
+    GatewayConfig,
+    GatewayNode,
+    GatewayServer,
+    backend_name,
+)
+from checkpoint2svc.gateway.haproxy import Gateway
+
+log = logging.getLogger("checkpoint2svc.controller")
+
+RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+"""Delays before replacing instances of a node whose instances keep exiting (a crash loop)."""
+
+ImageBuilder = Callable[[NodeSpec], str]
+
+
+def instance_id(node: str) -> str:
+    return f"{node}-{secrets.token_hex(3)}"
+
+
+class Controller:
+    def __init__(
+        self,
+        home: Path,
+        store: Store,
+        controller_id: str,
+        gateway: Gateway,
+        gateway_port: int,
+        build_image: ImageBuilder,
+        max_body_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.home = home
+        self.store = store
+        self.controller_id = controller_id
+        self.gateway = gateway
+        self.gateway_port = gateway_port
+        self.max_body_bytes = max_body_bytes
+        self._build_image = build_image
+        self._backends: dict[str, InstanceBackend] = {}
+        self.instances: dict[str, InstanceRecord] = {}
+        self._handles: dict[str, InstanceHandle] = {}
+        self._scale: dict[str, ScaleState] = {}
+        self._builds: dict[str, threading.Thread] = {}
+        self._failed_builds: dict[str, str | None] = {}
+        """Node -> the checkpoint whose build failed: not retried until the node changes."""
+        self._gateway_config: GatewayConfig | None = None
+        self._lock = threading.RLock()
+        self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
+        self._stop = threading.Event()
+        self._stats: dict[tuple[str, str], dict[str, int | str]] = {}
+        self._troubled: set[str] = set()
+        """Nodes with an instance that exited or turned Unhealthy since they were last Healthy."""
+        self._exits: dict[str, tuple[int, float]] = {}
+        """Node -> (exits in a row without a Healthy instance, when replacing may start again)."""
+
+    # --- backends -------------------------------------------------------------------------
+    def backend(self, name: str) -> InstanceBackend:
+        if name not in self._backends:
+            self._backends[name] = create_backend(name, self.home)
+        return self._backends[name]
+
+    def event(self, node: str, message: str, instance: str = "") -> None:
+        log.info("%s%s: %s", node, f"/{instance}" if instance else "", message)
+        self.store.add_event(Event.now(node, message, instance))
+
+    # --- adoption -------------------------------------------------------------------------
+    def adopt(self, backend_names: tuple[str, ...]) -> None:
+        """Re-attach to the instances this controller started before it was restarted."""
+        known = {row.name for row in self.store.nodes()}
+        for name in backend_names:
+            try:
+                handles = self.backend(name).list(self.controller_id)
+            except Checkpoint2SvcError as exc:
+                log.warning("cannot list %s instances: %s", name, exc)
+                continue
+            for handle in handles:
+                if handle.node not in known:
+                    self.backend(name).stop(handle)
+                    continue
+                self._track(handle, InstanceStatus.STARTED)
+                self.event(handle.node, "adopted after a controller restart", handle.instance_id)
+        if self.gateway.adopt():
+            log.info("adopted the running gateway")
+
+    def _track(self, handle: InstanceHandle, status: InstanceStatus) -> InstanceRecord:
+        record = InstanceRecord(
+            id=handle.instance_id, node=handle.node, backend=handle.backend, ref=handle.ref,
+            host=handle.host, http_port=handle.http_port, grpc_port=handle.grpc_port,
+            created_at=handle.created_at, status=status,
+        )  # fmt: skip
+        with self._lock:
+            self.instances[record.id] = record
+            self._handles[record.id] = handle
+        return record
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self, interval: float = 0.5) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.reconcile_once()
+            except Exception:
+                log.exception("reconcile pass failed; retrying")
+            self._stop.wait(max(0.05, interval - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._probes.shutdown(wait=False, cancel_futures=True)
+
+    def in_flight(self, node: str) -> float:
+        """Requests of ``node`` in the gateway right now (being served or queued)."""
+        total = 0
+        for proto in ("http", "grpc"):
+            row = self._stats.get((backend_name("node", node, proto), "BACKEND"), {})
+            for key in ("scur", "qcur"):
+                value = row.get(key, 0)
+                total += value if isinstance(value, int) else 0
+        return float(total)
+
+    def reconcile_once(self) -> None:
+        try:
+            self._stats = self.gateway.server_stats() if self.gateway.running() else {}
+        except Checkpoint2SvcError as exc:
+            log.warning("gateway stats unavailable: %s", exc)
+            self._stats = {}
+        for row in self.store.nodes():
+            try:
+                self._reconcile_node(row)
+            except Checkpoint2SvcError as exc:
+                self.event(row.name, f"error: {exc}")
+            except Exception as exc:  # one node's failure must not stop the others' reconciling
+                log.exception("reconciling node %s failed", row.name)
+                self.event(row.name, f"internal error: {exc!r}")
+        self._apply_gateway()
+
+    def node_instances(self, node: str) -> list[InstanceRecord]:
+        with self._lock:
+            return sorted(
+                (r for r in self.instances.values() if r.node == node), key=lambda r: r.created_at
+            )
+
+    def _reconcile_node(self, row: NodeRow) -> None:
+        spec = row.spec
+        if row.deleting:
+            self._delete_node(row)
+            return
+        image = self._image_for(row)
+        if image is None:
+            return  # building; the node stays Created
+        self._observe(row)
+        if row.suspended:
+            desired = 0
+        else:
+            state = self._scale.setdefault(spec.name, ScaleState(desired=spec.min_instances))
+            desired = next_desired(state, self.in_flight(spec.name), spec, time.monotonic())
+        live = [r for r in self.node_instances(spec.name) if r.status != InstanceStatus.DELETING]
+        resume_at = self._exits.get(spec.name, (0, 0.0))[1]
+        if len(live) < desired and time.monotonic() < resume_at:
+            pass  # a crash loop: wait before starting yet another instance
+        elif len(live) < desired:
+            for _ in range(desired - len(live)):
+                self._start_instance(spec, image)
+        elif len(live) > desired:
+            ranked = sorted(live, key=lambda r: (r.status == InstanceStatus.HEALTHY, -r.created_at))
+            for record in ranked[: len(live) - desired]:
+                self._stop_instance(record, "scaled down" if desired else "suspended")
+        self._apply_gateway()  # the gateway routes to an instance before the node says Healthy
+        self._set_node_status(row)
+
+    def _image_for(self, row: NodeRow) -> str | None:
+        spec = row.spec
+        if spec.backend == "local" or spec.image is not None:
+            return spec.image or ""
+        if row.image:
+            return row.image
+        if self._failed_builds.get(spec.name, "") == spec.checkpoint:
+            return None
+        build = self._builds.get(spec.name)
+        if build is None:
+            thread = threading.Thread(
+                target=self._build, args=(spec,), name=f"build-{spec.name}", daemon=True
+            )
+            self._builds[spec.name] = thread
+            self.event(spec.name, f"building the image of {spec.checkpoint}")
+            thread.start()
+        return None
+
+    def _build(self, spec: NodeSpec) -> None:
+        try:
+            image = self._build_image(spec)
+        except Checkpoint2SvcError as exc:
+            self._failed_builds[spec.name] = spec.checkpoint
+            self.event(spec.name, f"image build failed: {exc}")
+            self.store.update_node(spec.name, status=NodeStatus.UNHEALTHY)
+        else:
+            self._failed_builds.pop(spec.name, None)
+            self.store.update_node(spec.name, image=image)
+            self.event(spec.name, f"image {image} ready")
+        finally:
+            self._builds.pop(spec.name, None)
+
+    def _start_instance(self, spec: NodeSpec, image: str) -> None:
+        new_id = instance_id(spec.name)
+        grpc_port = spec.grpc_port if spec.protocol == "http" else None
+        instance = InstanceSpec(
+            node=spec.name, instance_id=new_id, controller_id=self.controller_id,
+            image=image or None, checkpoint=Path(spec.checkpoint) if spec.checkpoint else None,
+            http_port=spec.port, grpc_port=grpc_port, env=dict(spec.env),
+        )  # fmt: skip
+        handle = self.backend(spec.backend).start(instance)
+        self._track(handle, InstanceStatus.STARTED)
+        self.event(spec.name, f"instance started on {spec.backend}", new_id)
+
+    def _stop_instance(self, record: InstanceRecord, why: str) -> None:
+        record.status = InstanceStatus.DELETING
+        handle = self._handles[record.id]
+        self._apply_gateway()  # out of the balancer before it stops
+        self.event(record.node, f"stopping instance: {why}", record.id)
+        try:
+            self.backend(record.backend).stop(handle)
+        finally:
+            with self._lock:
+                self.instances.pop(record.id, None)
+                self._handles.pop(record.id, None)
+
+    def _observe(self, row: NodeRow) -> None:
+        spec = row.spec
+        records = [r for r in self.node_instances(spec.name) if r.status != InstanceStatus.DELETING]
+        now = time.time()
+        due = []
+        for record in records:
+            run = self.backend(record.backend).status(self._handles[record.id])
+            if run.state in (RunState.EXITED, RunState.MISSING):
+                tail = "\n".join(self.instance_logs(record.id, 20))
+                code = "" if run.exit_code is None else f" with code {run.exit_code}"
+                self.event(spec.name, f"instance exited{code}; last lines:\n{tail}", record.id)
+                self._troubled.add(spec.name)
+                if not any(r.status == InstanceStatus.HEALTHY for r in records):
+                    crashes = self._exits.get(spec.name, (0, 0.0))[0]
+                    delay = RESTART_BACKOFF_S[min(crashes, len(RESTART_BACKOFF_S) - 1)]
+                    self._exits[spec.name] = (crashes + 1, time.monotonic() + delay)
+                record.status = InstanceStatus.UNHEALTHY
+                record.last_error = f"exited{code}"
+                self._stop_instance(record, "replacing an instance that exited")
+                continue
+            if now - record.last_check >= spec.health.interval_s:
+                due.append(record)
+        results = self._probes.map(lambda r: self._probe(r, spec), due)
+        for record, (passed, why) in zip(due, results, strict=True):
+            record.last_check = now
+            self._transition(record, spec, passed, why, now)
+
+    def _probe(self, record: InstanceRecord, spec: NodeSpec) -> tuple[bool, str]:
+        grpc_port = record.grpc_port if spec.protocol == "http" else record.http_port
+        return probe(record.host, record.http_port, grpc_port, spec.health)
+
+    def _transition(
+        self, record: InstanceRecord, spec: NodeSpec, passed: bool, why: str, now: float
+    ) -> None:
+        before = record.status
+        if passed:
+            record.passes, record.fails, record.last_error = record.passes + 1, 0, ""
+        else:
+            record.passes, record.fails, record.last_error = 0, record.fails + 1, why
+        check = spec.health
+        if record.status in (InstanceStatus.CREATED, InstanceStatus.STARTED):
+            record.status = InstanceStatus.PREPARING
+        if record.passes >= check.pass_threshold:
+            record.status = InstanceStatus.HEALTHY
+        elif record.fails >= check.fail_threshold and (
+            before == InstanceStatus.HEALTHY or now - record.created_at > check.start_period_s
+        ):
+            record.status = InstanceStatus.UNHEALTHY
+        if record.status == InstanceStatus.HEALTHY:
+            self._exits.pop(spec.name, None)
+        elif record.status == InstanceStatus.UNHEALTHY:
+            self._troubled.add(spec.name)
+        if record.status != before and record.status in (
+            InstanceStatus.HEALTHY, InstanceStatus.UNHEALTHY,
+        ):  # fmt: skip
+            detail = f": {why}" if why else ""
+            self.event(spec.name, f"instance {record.status}{detail}", record.id)
+
+    def _set_node_status(self, row: NodeRow) -> None:
+        spec = row.spec
+        records = self.node_instances(spec.name)
+        healthy = sum(r.status == InstanceStatus.HEALTHY for r in records)
+        if row.suspended:
+            status = NodeStatus.SUSPENDED
+        elif healthy >= max(1, spec.min_instances):
+            status = NodeStatus.HEALTHY
+            self._troubled.discard(spec.name)
+        elif row.status == NodeStatus.CREATED and spec.name not in self._troubled:
+            status = NodeStatus.CREATED
+        else:
+            status = NodeStatus.UNHEALTHY
+        if status != row.status:
+            self.store.update_node(spec.name, status=status)
+            self.event(
+                spec.name, f"node {status} ({healthy} healthy, minimum {spec.min_instances})"
+            )
+
+    def _delete_node(self, row: NodeRow) -> None:
+        if row.status != NodeStatus.DELETING:
+            self.store.update_node(row.name, status=NodeStatus.DELETING)
+        for record in self.node_instances(row.name):
+            self._stop_instance(record, "node deleted")
+        self._scale.pop(row.name, None)
+        self.store.remove_node(row.name)
+        log.info("node %s deleted", row.name)
+
+    def instance_logs(self, instance: str, tail: int = 100, follow: bool = False) -> Iterator[str]:
+        with self._lock:
+            record, handle = self.instances[instance], self._handles[instance]
+        return self.backend(record.backend).logs(handle, tail, follow=follow)
+
+    def metrics(self) -> str:
+        """Every live instance's metrics, labelled by instance (see ``control.metrics``)."""
+        from checkpoint2svc.control.metrics import merge_metrics
+
+        targets = []
+        for row in self.store.nodes():
+            path = row.spec.telemetry.path
+            for r in self.node_instances(row.name):
+                if r.status != InstanceStatus.DELETING:
+                    targets.append((r.id, f"http://{r.host}:{r.http_port}{path}"))
+        texts = self._probes.map(lambda target: scrape(target[1]), targets)
+        merged = merge_metrics(zip((t[0] for t in targets), texts, strict=True))
+        return merged + gateway_metrics([row.name for row in self.store.nodes()], self._stats)
+
+    # --- gateway --------------------------------------------------------------------------
+    def gateway_config(self) -> GatewayConfig:
+        nodes = []
+        for row in self.store.nodes():
+            if row.deleting:
+                continue
+            spec = row.spec
+            servers = tuple(
+                GatewayServer(
+                    id=r.id,
+                    host=r.host,
+                    http_port=r.http_port,
+                    grpc_port=r.grpc_port if spec.protocol == "http" else r.http_port,
+                    healthy=r.status == InstanceStatus.HEALTHY,
+                )
+                for r in self.node_instances(spec.name)
+                if r.status != InstanceStatus.DELETING
+            )
+            nodes.append(
+                GatewayNode(
+                    name=spec.name,
+                    servers=servers,
+                    request_timeout_s=spec.request_timeout_s,
+                    idle_timeout_s=spec.idle_timeout_s,
+                    grpc=spec.protocol == "grpc" or spec.grpc_port is not None,
+                )
+            )
+        return GatewayConfig(
+            port=self.gateway_port, nodes=tuple(nodes), max_body_bytes=self.max_body_bytes
+        )
+
+    def _apply_gateway(self) -> None:
+        config = self.gateway_config()
+        if config == self._gateway_config:
+            return
+        if self.gateway.running():
+            self.gateway.apply(config)
+        else:
+            self.gateway.start(config)
+        self._gateway_config = config
+
+
+def scrape(url: str, timeout: float = 2.0) -> str:
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError:
+        return ""
+    return response.text if response.status_code == 200 else ""
+
+
+def gateway_metrics(nodes: list[str], stats: dict[tuple[str, str], dict[str, int | str]]) -> str:
+    """What the gateway saw per node: responses by class, from HAProxy's counters."""
+    lines = [
+        "# HELP gateway_node_responses Responses the gateway passed back from a node's instances.",
+        "# TYPE gateway_node_responses counter",
+    ]
+    for node in nodes:
+        for proto in ("http", "grpc"):
+            row = stats.get((backend_name("node", node, proto), "BACKEND"), {})
+            for code in ("1xx", "2xx", "3xx", "4xx", "5xx"):
+                value = row.get(f"hrsp_{code}", 0)
+                count = value if isinstance(value, int) else 0
+                lines.append(
+                    f'gateway_node_responses_total{{node_id="{node}",protocol="{proto}",'
+                    f'code="{code}"}} {count}'
+                )
+    return "\n".join(lines) + "\n"

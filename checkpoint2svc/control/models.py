@@ -1,0 +1,175 @@
+"""Nodes, instances and their statuses, in DataSphere's vocabulary."""
+
+from __future__ import annotations
+
+import enum
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from checkpoint2svc.errors import Checkpoint2SvcError
+
+NAME = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$")
+
+
+class NodeSpecError(Checkpoint2SvcError):
+    """A node's settings are invalid; the message names the setting and the allowed values."""
+
+
+class NodeStatus(enum.StrEnum):
+    CREATED = "Created"
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+    SUSPENDED = "Suspended"
+    DELETING = "Deleting"
+
+
+class InstanceStatus(enum.StrEnum):
+    UNDEFINED = "Undefined"
+    CREATED = "Created"
+    STARTED = "Started"
+    PREPARING = "Preparing"
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+    DELETING = "Deleting"
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """DataSphere's docker-node health check: an HTTP path or a gRPC health service."""
+
+    kind: Literal["http", "grpc"] = "http"
+    path: str = "/readyz"
+    grpc_service: str = ""
+    timeout_s: float = 2.0
+    interval_s: float = 1.0
+    fail_threshold: int = 3
+    pass_threshold: int = 1
+    start_period_s: float = 60.0
+    """Failures while an instance starts make it Unhealthy only after this long (Docker's name)."""
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    path: str = "/metrics"
+    port: int | None = None
+    """Inside the instance; None means the HTTP port."""
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    target_in_flight: float = 4.0
+    """In-flight requests per instance that the autoscaler aims at."""
+    up_window_s: float = 5.0
+    down_window_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    checkpoint: str | None = None
+    """A checkpoint directory (the image is built from it, or it is served by the local backend)."""
+    image: str | None = None
+    backend: Literal["docker", "local"] = "docker"
+    port: int = 8080
+    grpc_port: int | None = 9090
+    protocol: Literal["http", "grpc"] = "http"
+    request_timeout_s: float = 60.0
+    idle_timeout_s: float = 300.0
+    health: HealthCheck = field(default_factory=HealthCheck)
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    env: dict[str, str] = field(default_factory=dict)
+    min_instances: int = 1
+    max_instances: int = 1
+    maintenance_limit: int = 1
+    """Instances that may be replaced at once during an update."""
+    autoscaling: Autoscaling = field(default_factory=Autoscaling)
+
+    def validate(self) -> NodeSpec:
+        if not NAME.match(self.name):
+            raise NodeSpecError(
+                f"node name {self.name!r} is invalid: use 1-63 lowercase letters, digits and "
+                "hyphens, starting with a letter"
+            )
+        if (self.checkpoint is None) == (self.image is None):
+            raise NodeSpecError("give a node either --checkpoint CKPT or --image IMAGE")
+        if self.backend == "local" and self.checkpoint is None:
+            raise NodeSpecError(
+                "the local backend runs `checkpoint2svc serve`, so it needs --checkpoint; "
+                "an --image node needs the docker backend"
+            )
+        if self.min_instances < 0 or self.max_instances < 1:
+            raise NodeSpecError("--min must be >= 0 and --max >= 1")
+        if self.min_instances > self.max_instances:
+            raise NodeSpecError(
+                f"--min {self.min_instances} is greater than --max {self.max_instances}"
+            )
+        for label, port in (("--port", self.port), ("--grpc-port", self.grpc_port)):
+            if port is not None and not 0 < port < 65536:
+                raise NodeSpecError(f"{label} {port} is not a port (1-65535)")
+        if self.health.kind == "grpc" and self.grpc_port is None:
+            raise NodeSpecError("a gRPC health check needs --grpc-port")
+        if self.health.fail_threshold < 1 or self.health.pass_threshold < 1:
+            raise NodeSpecError("health-check thresholds must be >= 1")
+        if self.maintenance_limit < 1:
+            raise NodeSpecError("--maintenance-limit must be >= 1")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeSpec:
+        data = dict(data)
+        data["health"] = HealthCheck(**data.get("health", {}))
+        data["telemetry"] = Telemetry(**data.get("telemetry", {}))
+        data["autoscaling"] = Autoscaling(**data.get("autoscaling", {}))
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise NodeSpecError(f"invalid node settings: {exc}") from exc
+
+    def updated(self, **changes: Any) -> NodeSpec:
+        return replace(self, **changes).validate()
+
+
+@dataclass
+class InstanceRecord:
+    """What the controller knows of one instance; rebuilt from the backend after a restart."""
+
+    id: str
+    node: str
+    backend: str
+    ref: str
+    host: str
+    http_port: int
+    grpc_port: int | None
+    created_at: float
+    status: InstanceStatus = InstanceStatus.CREATED
+    passes: int = 0
+    fails: int = 0
+    last_check: float = 0.0
+    last_error: str = ""
+    image: str = ""
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        return data
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float
+    node: str
+    message: str
+    instance: str = ""
+
+    @classmethod
+    def now(cls, node: str, message: str, instance: str = "") -> Event:
+        return cls(time.time(), node, message, instance)

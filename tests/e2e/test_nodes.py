@@ -1,0 +1,359 @@
+"""Nodes end to end: the real controller (`checkpoint2svc up`), real instances on the local and
+docker backends, the real HAProxy gateway; requests over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
+from checkpoint2svc.control.client import ControllerClient, start_controller, stop_controller
+from checkpoint2svc.control.home import Home
+from tests.e2e.cli import assert_clean_failure, cli, write_notebook
+from tests.e2e.instance import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker-images")]
+
+BACKENDS = ["local", "docker"]
+
+
+class Controller:
+    def __init__(self, root: Path) -> None:
+        self.home = Home(root)
+        self.info = start_controller(self.home, free_port(), free_port())
+        self.api = ControllerClient(self.home)
+        self.gateway = f"http://127.0.0.1:{self.info.gateway_port}"
+        self.grpc_target = f"127.0.0.1:{self.info.gateway_port}"
+
+    def cli(self, *args: object) -> Any:
+        return cli(*args, "--home", self.home.root)
+
+    def node(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.api.request("GET", f"/v1/nodes/{name}")
+        return result
+
+    def wait(self, name: str, ok: Callable[[dict[str, Any]], bool], timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        node = self.node(name)
+        while not ok(node):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node {name} did not get there in {timeout} s: {node}")
+            time.sleep(0.25)
+            node = self.node(name)
+        return node
+
+    def execute(self, name: str, inputs: dict[str, Any]) -> httpx.Response:
+        return httpx.post(
+            f"{self.gateway}/datasphere/v1/nodes/{name}:execute", json={"input": inputs}, timeout=30
+        )
+
+    def restart(self) -> None:
+        stop_controller(self.home)
+        self.info = start_controller(self.home, self.info.api_port, self.info.gateway_port)
+        self.api = ControllerClient(self.home)
+
+
+@pytest.fixture
+def controller(tmp_path: Path) -> Iterator[Controller]:
+    running = Controller(tmp_path / "home")
+    try:
+        yield running
+    finally:
+        stop_controller(running.home, everything=True)
+
+
+def healthy_with(count: int) -> Callable[[dict[str, Any]], bool]:
+    def check(node: dict[str, Any]) -> bool:
+        healthy = [i for i in node["instances"] if i["status"] == "Healthy"]
+        return node["status"] == "Healthy" and len(healthy) == count
+
+    return check
+
+
+def _needs_engine(backend: str) -> None:
+    if backend == "docker":
+        from tests.e2e.docker_engine import engine
+
+        engine()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_node_lifecycle(
+    controller: Controller, pinned: dict[str, Checkpoint], backend: str, tmp_path: Path
+) -> None:
+    _needs_engine(backend)
+    checkpoint = pinned["greeter"].path
+    done = controller.cli(
+        "node", "create", "greeter", "--checkpoint", checkpoint, "--backend", backend,
+        "--min", "2", "--max", "2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    node = controller.wait("greeter", healthy_with(2))
+    first_ids = {i["id"] for i in node["instances"]}
+
+    # 200 requests over REST through the gateway, shared by both instances
+    answered: Counter[str] = Counter()
+    for i in range(200):
+        response = controller.execute("greeter", {"name": f"n{i}", "values": [i]})
+        assert response.status_code == 200, response.text
+        assert response.json()["output"] == {"message": f"Hello, n{i}!", "scaled": [3 * i]}
+        answered[response.headers.get("x-node-instance", "")] += 1
+    assert set(answered) == first_ids, answered
+    metrics = controller.api.request("GET", "/metrics")
+    for instance in first_ids:
+        assert f'node_requests_total{{node_id="greeter",instance="{instance}"}}' in metrics
+
+    # gRPC through the same port, routed by metadata, to the generic NodeService
+    reply = node_service_call(
+        controller.grpc_target, "greeter", {"name": "Ada", "values": [1]}, tmp_path
+    )
+    assert reply["message"] == "Hello, Ada!"
+
+    # an instance dies: the node reports what its minimum implies, then a replacement comes up
+    victim = node["instances"][0]
+    _kill(backend, victim["ref"])
+    controller.wait("greeter", lambda n: n["status"] == "Unhealthy", timeout=30)
+    node = controller.wait("greeter", healthy_with(2))
+    assert victim["id"] not in {i["id"] for i in node["instances"]}
+    events = " ".join(e["message"] for e in node["events"])
+    assert "exited" in events
+    for _ in range(50):
+        assert controller.execute("greeter", {"name": "x", "values": []}).status_code == 200
+
+    # a restarted controller adopts the running instances instead of starting new ones
+    before = {i["id"] for i in node["instances"]}
+    controller.restart()
+    node = controller.wait("greeter", healthy_with(2))
+    assert {i["id"] for i in node["instances"]} == before
+
+    # suspend and resume
+    assert controller.cli("node", "suspend", "greeter").returncode == 0
+    node = controller.wait("greeter", lambda n: n["status"] == "Suspended" and not n["instances"])
+    assert controller.execute("greeter", {"name": "x", "values": []}).status_code == 503
+    assert controller.cli("node", "resume", "greeter").returncode == 0
+    controller.wait("greeter", healthy_with(2))
+
+    # delete leaves nothing behind
+    refs = [i["ref"] for i in controller.node("greeter")["instances"]]
+    assert controller.cli("node", "delete", "greeter").returncode == 0
+    deadline = time.monotonic() + 60
+    while controller.api.request("GET", "/v1/nodes"):
+        assert time.monotonic() < deadline, "the node was not deleted"
+        time.sleep(0.2)
+    for ref in refs:
+        assert not _running(backend, ref), f"{ref} still runs after the node was deleted"
+
+
+def node_service_call(
+    target: str, node: str, inputs: dict[str, Any], tmp_path: Path
+) -> dict[str, Any]:
+    """DataSphere's generic NodeService/Execute through the gateway, routed by ``x-node-id``."""
+    import grpc
+    from google.protobuf import json_format
+
+    from checkpoint2svc.codegen.proto import compile_shared_protos
+    from checkpoint2svc.runtime.proto_values import import_generated
+
+    compile_shared_protos(tmp_path / "gen")
+    pb2 = import_generated("yandex.cloud.datasphere.v1.node_service_pb2", tmp_path / "gen")
+    request = pb2.NodeExecutionRequest(node_id=node)
+    json_format.ParseDict(inputs, request.input)
+    with grpc.insecure_channel(target) as channel:
+        execute = channel.unary_unary(
+            "/yandex.cloud.datasphere.v1.NodeService/Execute",
+            request_serializer=pb2.NodeExecutionRequest.SerializeToString,
+            response_deserializer=pb2.NodeExecutionResponse.FromString,
+        )
+        reply = execute(request, metadata=(("x-node-id", node),), timeout=30)
+    result: dict[str, Any] = json_format.MessageToDict(reply.output)
+    return result
+
+
+def _kill(backend: str, ref: str) -> None:
+    if backend == "local":
+        os.kill(int(ref), signal.SIGKILL)
+    else:
+        from tests.e2e.docker_engine import engine
+
+        engine().containers.get(ref).kill()
+
+
+def _running(backend: str, ref: str) -> bool:
+    if backend == "local":
+        try:
+            os.kill(int(ref), 0)
+        except ProcessLookupError:
+            return False
+        return (
+            Path(f"/proc/{ref}").exists()
+            and "Z" not in Path(f"/proc/{ref}/stat").read_text().rsplit(")", 1)[-1].split()[:1]
+        )
+    import docker
+
+    from tests.e2e.docker_engine import engine
+
+    try:
+        engine().containers.get(ref)
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+def test_node_scales_up_under_load_and_back_down(controller: Controller, tmp_path: Path) -> None:
+    notebook = write_notebook(
+        tmp_path / "slow.ipynb",
+        [(["parameters"], "x = 1"), (["slow"], "import time\ntime.sleep(0.2)\ny = x + 1")],
+    )
+    checkpoint = pin_notebook(
+        notebook, "slow", tmp_path / "slow.ckpt", progress=lambda _: None, warn=lambda _: None
+    )
+    done = controller.cli(
+        "node", "create", "slow", "--checkpoint", checkpoint.path, "--backend", "local",
+        "--min", "1", "--max", "2", "--target-in-flight", "1",
+        "--scale-up-window", "1", "--scale-down-window", "3",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    controller.wait("slow", healthy_with(1))
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def load() -> None:
+        while not stop.is_set():
+            response = controller.execute("slow", {"x": 1})
+            if response.status_code != 200:
+                failures.append(response.text)
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        controller.wait("slow", healthy_with(2), timeout=60)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not failures, failures[:3]
+    controller.wait("slow", lambda n: len(n["instances"]) == 1, timeout=60)
+
+
+def test_bad_requests_name_the_problem(
+    controller: Controller, pinned: dict[str, Checkpoint]
+) -> None:
+    greeter = pinned["greeter"].path
+    stderr = assert_clean_failure(controller.cli("node", "get", "nope"))
+    assert "no node named 'nope'" in stderr
+    stderr = assert_clean_failure(
+        controller.cli("node", "create", "x", "--checkpoint", greeter, "--min", "3", "--max", "2")
+    )
+    assert "--min 3 is greater than --max 2" in stderr
+    ok = controller.cli("node", "create", "dup", "--checkpoint", greeter, "--backend", "local")
+    assert ok.returncode == 0, ok.stderr
+    stderr = assert_clean_failure(
+        controller.cli("node", "create", "dup", "--checkpoint", greeter, "--backend", "local")
+    )
+    assert "already exists" in stderr
+    response = httpx.get(
+        f"{controller.info.api_url}/v1/nodes", headers={"authorization": "Bearer x"}
+    )
+    assert response.status_code == 401
+    assert "token" in response.json()["detail"]
+
+
+def test_cli_without_a_controller_says_how_to_start_it(tmp_path: Path) -> None:
+    stderr = assert_clean_failure(cli("node", "list", "--home", tmp_path / "none"))
+    assert "is not running" in stderr and "checkpoint2svc up" in stderr
+
+
+@pytest.fixture(scope="module")
+def images(
+    pinned: dict[str, Checkpoint], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """Images the tests build from the local base: a tiny HTTP server, one that exits at start,
+    and the greeter service image."""
+    from checkpoint2svc.image.base_image import default_base_image
+    from checkpoint2svc.image.build import build_image
+    from tests.e2e.docker_engine import engine, image_tags
+
+    client = engine()
+    tags_iter = image_tags(client)
+    tags = next(tags_iter)
+    root = tmp_path_factory.mktemp("images")
+    commands = {
+        "web": '["python3", "-m", "http.server", "8000", "--bind", "0.0.0.0"]',
+        "crash": '["sh", "-c", "echo boom-at-start; exit 3"]',
+    }
+    built = {}
+    for name, command in commands.items():
+        (root / name).mkdir()
+        (root / name / "Dockerfile").write_text(f"FROM {default_base_image()}\nCMD {command}\n")
+        built[name] = tags.new(name)
+        client.images.build(path=str(root / name), tag=built[name], pull=False, rm=True)
+    built["greeter"] = build_image(pinned["greeter"], tags.new("greeter"), self_test=False).tag
+    yield built
+    tags.remove_all()
+
+
+def test_node_from_any_image_with_an_http_health_check(
+    controller: Controller, images: dict[str, str]
+) -> None:
+    done = controller.cli(
+        "node", "create", "web", "--image", images["web"], "--backend", "docker",
+        "--port", "8000", "--no-grpc", "--health-path", "/",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    node = controller.wait("web", healthy_with(1))
+    response = httpx.get(f"{controller.gateway}/", headers={"x-node-id": "web"})
+    assert response.status_code == 200
+    assert "Directory listing" in response.text
+    assert response.headers["x-node-instance"] == node["instances"][0]["id"]
+
+
+def test_node_from_an_image_with_a_grpc_health_check(
+    controller: Controller, images: dict[str, str], tmp_path: Path
+) -> None:
+    done = controller.cli(
+        "node", "create", "typed", "--image", images["greeter"], "--backend", "docker",
+        "--health-grpc-service", "",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    controller.wait("typed", healthy_with(1))
+    reply = node_service_call(
+        controller.grpc_target, "typed", {"name": "Bo", "values": []}, tmp_path
+    )
+    assert reply["message"] == "Hello, Bo!"
+
+
+def test_an_image_that_exits_at_start_makes_the_node_unhealthy_with_its_log(
+    controller: Controller, images: dict[str, str]
+) -> None:
+    done = controller.cli(
+        "node", "create", "crash", "--image", images["crash"], "--backend", "docker", "--no-grpc"
+    )
+    assert done.returncode == 0, done.stderr
+    controller.wait("crash", lambda n: n["status"] == "Unhealthy", timeout=60)
+    shown = controller.cli("node", "get", "crash")
+    assert "exited with code 3" in shown.stdout
+    assert "boom-at-start" in shown.stdout
+
+
+def test_a_port_the_image_does_not_serve_never_becomes_healthy(
+    controller: Controller, images: dict[str, str]
+) -> None:
+    done = controller.cli(
+        "node", "create", "wrong-port", "--image", images["web"], "--backend", "docker",
+        "--port", "9999", "--no-grpc", "--health-path", "/", "--health-interval", "0.5",
+        "--health-fails", "2", "--health-start-period", "2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    node = controller.wait("wrong-port", lambda n: n["status"] == "Unhealthy", timeout=60)
+    assert node["instances"][0]["status"] == "Unhealthy"
+    assert "GET /" in node["instances"][0]["last_error"]

@@ -1,0 +1,107 @@
+"""The controller's pure logic: node settings, the autoscaler, the store, merged metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from checkpoint2svc.control.autoscaler import ScaleState, next_desired, wanted
+from checkpoint2svc.control.metrics import merge_metrics, with_instance_label
+from checkpoint2svc.control.models import (
+    Autoscaling,
+    Event,
+    HealthCheck,
+    NodeSpec,
+    NodeSpecError,
+    NodeStatus,
+)
+from checkpoint2svc.control.store import NodeExistsError, NodeNotFoundError, Store
+
+
+def spec(**changes: object) -> NodeSpec:
+    base = NodeSpec(name="greeter", checkpoint="/ckpt", backend="local")
+    return base.updated(**changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"name": "Greeter"}, "node name 'Greeter' is invalid"),
+        ({"name": "-x"}, "is invalid"),
+        ({"min_instances": 3, "max_instances": 2}, "--min 3 is greater than --max 2"),
+        ({"image": "x:1"}, "either --checkpoint CKPT or --image IMAGE"),
+        ({"checkpoint": None, "image": "x:1"}, "needs --checkpoint"),
+        ({"port": 70000}, "--port 70000 is not a port"),
+        ({"grpc_port": None, "health": HealthCheck(kind="grpc")}, "needs --grpc-port"),
+    ],
+)
+def test_invalid_settings_name_the_setting(changes: dict[str, object], says: str) -> None:
+    with pytest.raises(NodeSpecError, match=says):
+        spec(**changes)
+
+
+def test_spec_round_trips_through_json_form() -> None:
+    original = spec(min_instances=2, max_instances=4, env={"A": "1"})
+    assert NodeSpec.from_dict(original.to_dict()) == original
+
+
+def test_unknown_setting_is_named() -> None:
+    with pytest.raises(NodeSpecError, match="colour"):
+        NodeSpec.from_dict({"name": "x", "colour": "red"})
+
+
+def test_wanted_divides_in_flight_by_the_target_within_bounds() -> None:
+    node = spec(min_instances=1, max_instances=3, autoscaling=Autoscaling(target_in_flight=2))
+    assert [wanted(n, node) for n in (0, 1, 2, 3, 5, 100)] == [1, 1, 1, 2, 3, 3]
+
+
+def test_scaling_waits_for_its_window_in_each_direction() -> None:
+    node = spec(
+        min_instances=1, max_instances=3,
+        autoscaling=Autoscaling(target_in_flight=1, up_window_s=2, down_window_s=10),
+    )  # fmt: skip
+    state = ScaleState(desired=1)
+    assert next_desired(state, 3, node, now=0) == 1
+    assert next_desired(state, 3, node, now=1.9) == 1
+    assert next_desired(state, 3, node, now=2.0) == 3
+    assert next_desired(state, 0, node, now=3) == 3
+    assert next_desired(state, 2, node, now=5) == 3  # demand came back: the window restarts
+    assert next_desired(state, 3, node, now=6) == 3
+    assert next_desired(state, 0, node, now=7) == 3
+    assert next_desired(state, 0, node, now=17) == 1
+
+
+def test_store_keeps_nodes_and_refuses_duplicates(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    store.add_node(spec())
+    with pytest.raises(NodeExistsError, match="already exists"):
+        store.add_node(spec())
+    store.update_node("greeter", status=NodeStatus.HEALTHY, suspended=True)
+    reopened = Store(tmp_path / "c.db")
+    row = reopened.node("greeter")
+    assert (row.status, row.suspended, row.spec) == (NodeStatus.HEALTHY, True, spec())
+    reopened.remove_node("greeter")
+    with pytest.raises(NodeNotFoundError, match="node list"):
+        reopened.node("greeter")
+
+
+def test_events_are_kept_in_order_and_bounded(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    for i in range(250):
+        store.add_event(Event(float(i), "n", f"e{i}"))
+    events = store.events("n", limit=1000)
+    assert len(events) == 200
+    assert [e.message for e in events[-2:]] == ["e248", "e249"]
+
+
+def test_merged_metrics_label_instances_and_keep_families_together() -> None:
+    text = (
+        "# HELP node_requests Requests served.\n# TYPE node_requests counter\n"
+        'node_requests_total{node_id="g"} 3\n'
+    )
+    merged = merge_metrics([("g-1", text), ("g-2", text.replace(" 3", " 5"))])
+    assert merged.count("# TYPE node_requests counter") == 1
+    assert 'node_requests_total{node_id="g",instance="g-1"} 3' in merged
+    assert 'node_requests_total{node_id="g",instance="g-2"} 5' in merged
+    assert with_instance_label("up 1", "a") == 'up{instance="a"} 1'
