@@ -8,6 +8,8 @@ memory over the backends: after a restart ``adopt`` rebuilds the instances from 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 import threading
@@ -52,6 +54,19 @@ ImageBuilder = Callable[[NodeSpec], str]
 
 def instance_id(node: str) -> str:
     return f"{node}-{secrets.token_hex(3)}"
+
+
+def instance_version(spec: NodeSpec, image: str) -> str:
+    """What an instance runs: its image (or checkpoint contents) and the settings it starts with.
+    An instance of another version is replaced in a rolling update."""
+    source = image
+    if spec.checkpoint and not image:
+        manifest = Path(spec.checkpoint) / "manifest.json"
+        source = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else ""
+    settings = json.dumps(
+        [source, spec.env, spec.port, spec.grpc_port, spec.protocol], sort_keys=True
+    )
+    return hashlib.sha256(settings.encode()).hexdigest()[:12]
 
 
 class Controller:
@@ -113,7 +128,10 @@ class Controller:
                 if handle.node not in known:
                     self.backend(name).stop(handle)
                     continue
-                self._track(handle, InstanceStatus.STARTED)
+                # its version is not recorded outside this process: taken as the current one
+                self._track(handle, InstanceStatus.STARTED).version = self._current_version(
+                    handle.node
+                )
                 self.event(handle.node, "adopted after a controller restart", handle.instance_id)
         if self.gateway.adopt():
             log.info("adopted the running gateway")
@@ -180,28 +198,47 @@ class Controller:
         if row.deleting:
             self._delete_node(row)
             return
-        image = self._image_for(row)
-        if image is None:
-            return  # building; the node stays Created
+        image = self._image_for(row)  # None while the image is being built
         self._observe(row)
         if row.suspended:
             desired = 0
         else:
             state = self._scale.setdefault(spec.name, ScaleState(desired=spec.min_instances))
             desired = next_desired(state, self.in_flight(spec.name), spec, time.monotonic())
-        live = [r for r in self.node_instances(spec.name) if r.status != InstanceStatus.DELETING]
-        resume_at = self._exits.get(spec.name, (0, 0.0))[1]
-        if len(live) < desired and time.monotonic() < resume_at:
-            pass  # a crash loop: wait before starting yet another instance
-        elif len(live) < desired:
-            for _ in range(desired - len(live)):
-                self._start_instance(spec, image)
-        elif len(live) > desired:
-            ranked = sorted(live, key=lambda r: (r.status == InstanceStatus.HEALTHY, -r.created_at))
-            for record in ranked[: len(live) - desired]:
-                self._stop_instance(record, "scaled down" if desired else "suspended")
+        if image is not None:
+            self._scale_and_roll(spec, image, desired)
         self._apply_gateway()  # the gateway routes to an instance before the node says Healthy
         self._set_node_status(row)
+
+    def _current_version(self, node: str) -> str:
+        row = self.store.node(node)
+        return instance_version(row.spec, row.spec.image or row.image)
+
+    def _scale_and_roll(self, spec: NodeSpec, image: str, desired: int) -> None:
+        """Reach ``desired`` instances of the current version; replace instances of an older
+        version (image, checkpoint or settings) without a gap: at most ``maintenance_limit``
+        extra instances at once, and an old one stops only when a new one is Healthy."""
+        version = instance_version(spec, image)
+        live = [r for r in self.node_instances(spec.name) if r.status != InstanceStatus.DELETING]
+        outdated = [r for r in live if r.version != version]
+        fresh = [r for r in live if r.version == version]
+        room = desired + (spec.maintenance_limit if outdated else 0) - len(live)
+        starts = min(desired - len(fresh), room)
+        if starts > 0 and time.monotonic() >= self._exits.get(spec.name, (0, 0.0))[1]:
+            for _ in range(starts):
+                self._start_instance(spec, image, version)
+        healthy_fresh = sum(r.status == InstanceStatus.HEALTHY for r in fresh)
+        retire = min(len(outdated), healthy_fresh + len(outdated) - desired)
+        if desired == 0:
+            retire = len(outdated)
+        for record in outdated[: max(0, retire)]:
+            self._stop_instance(record, "replaced by the node's new version")
+        if not outdated and len(fresh) > desired:
+            ranked = sorted(
+                fresh, key=lambda r: (r.status == InstanceStatus.HEALTHY, -r.created_at)
+            )
+            for record in ranked[: len(fresh) - desired]:
+                self._stop_instance(record, "scaled down" if desired else "suspended")
 
     def _image_for(self, row: NodeRow) -> str | None:
         spec = row.spec
@@ -235,7 +272,7 @@ class Controller:
         finally:
             self._builds.pop(spec.name, None)
 
-    def _start_instance(self, spec: NodeSpec, image: str) -> None:
+    def _start_instance(self, spec: NodeSpec, image: str, version: str) -> None:
         new_id = instance_id(spec.name)
         grpc_port = spec.grpc_port if spec.protocol == "http" else None
         instance = InstanceSpec(
@@ -244,7 +281,7 @@ class Controller:
             http_port=spec.port, grpc_port=grpc_port, env=dict(spec.env),
         )  # fmt: skip
         handle = self.backend(spec.backend).start(instance)
-        self._track(handle, InstanceStatus.STARTED)
+        self._track(handle, InstanceStatus.STARTED).version = version
         self.event(spec.name, f"instance started on {spec.backend}", new_id)
 
     def _stop_instance(self, record: InstanceRecord, why: str) -> None:

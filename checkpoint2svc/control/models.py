@@ -151,7 +151,8 @@ class InstanceRecord:
     fails: int = 0
     last_check: float = 0.0
     last_error: str = ""
-    image: str = ""
+    version: str = ""
+    """See ``controller.instance_version``."""
 
     @property
     def endpoint(self) -> str:

@@ -135,6 +135,42 @@ def test_node_lifecycle(
     node = controller.wait("greeter", healthy_with(2))
     assert {i["id"] for i in node["instances"]} == before
 
+    # logs of every instance, and of one
+    logs = controller.cli("node", "logs", "greeter", "--tail", "50")
+    assert logs.returncode == 0, logs.stderr
+    for instance in before:
+        assert f"==> {instance} <==" in logs.stdout
+    assert "serving greet: REST on" in logs.stdout
+
+    # a settings change rolls out new instances while a load runs: no request fails
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            response = controller.execute("greeter", {"name": "r", "values": [1]})
+            if response.status_code != 200:
+                failures.append(f"{response.status_code} {response.text}")
+
+    runner = threading.Thread(target=load)
+    runner.start()
+    try:
+        assert controller.cli("node", "update", "greeter", "--env", "ROLL=1").returncode == 0
+        node = controller.wait(
+            "greeter",
+            lambda n: healthy_with(2)(n) and not {i["id"] for i in n["instances"]} & before,
+        )
+    finally:
+        stop.set()
+        runner.join()
+    assert not failures, failures[:3]
+
+    # fewer instances
+    assert controller.cli("node", "update", "greeter", "--min", "1", "--max", "1").returncode == 0
+    controller.wait("greeter", lambda n: healthy_with(1)(n) and len(n["instances"]) == 1)
+    assert controller.cli("node", "update", "greeter", "--min", "2", "--max", "2").returncode == 0
+    controller.wait("greeter", healthy_with(2))
+
     # suspend and resume
     assert controller.cli("node", "suspend", "greeter").returncode == 0
     node = controller.wait("greeter", lambda n: n["status"] == "Suspended" and not n["instances"])
