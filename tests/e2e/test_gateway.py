@@ -64,8 +64,8 @@ def servers(
     )
 
 
-def greeter_config(port: int, instances: list[Instance], **node: Any) -> GatewayConfig:
-    return GatewayConfig(port, (GatewayNode("greeter", servers(instances), **node),))
+def greeter_config(port: int, instances: list[Instance]) -> GatewayConfig:
+    return GatewayConfig(port, (GatewayNode("greeter", servers(instances)),))
 
 
 class RunningGateway:
@@ -119,7 +119,8 @@ def test_grpc_over_h2c_on_the_same_port(gateway: RunningGateway, greeter_input: 
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         assert dict(call.initial_metadata())["x-node-instance"] in {"greeter-0", "greeter-1"}
 
-    client = ReflectedClient(gateway.target)  # reflection and calls, all with x-node-id
+    # test_serve_grpc's client, its reflection stream and calls all carrying x-node-id
+    client = ReflectedClient(gateway.target)
     client.channel = grpc.intercept_channel(client.channel, AddMetadata(metadata))
     client.database = ProtoReflectionDescriptorDatabase(client.channel)
     client.pool = descriptor_pool.DescriptorPool(client.database)
@@ -301,7 +302,7 @@ def test_adopt_then_stop_leaves_no_process(
         pids = [master.master, *master.workers]
         second = Gateway(runtime)  # a restarted controller
         assert second.adopt()
-        with pytest.raises(Exception, match="already running"):
+        with pytest.raises(GatewayError, match="already running"):
             second.start(config)
         second.apply(config)  # the same config: nothing to do
         assert second._process_table().reloads == master.reloads

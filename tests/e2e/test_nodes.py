@@ -4,6 +4,7 @@ docker backends, the real HAProxy gateway; requests over real sockets on 127.0.0
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -108,15 +109,28 @@ def test_node_lifecycle(
         assert response.json()["output"] == {"message": f"Hello, n{i}!", "scaled": [3 * i]}
         answered[response.headers.get("x-node-instance", "")] += 1
     assert set(answered) == first_ids, answered
-    metrics = controller.api.request("GET", "/metrics")
-    for instance in first_ids:
-        assert f'node_requests_total{{node_id="greeter",instance="{instance}"}}' in metrics
+    oversized = httpx.post(
+        f"{controller.gateway}/datasphere/v1/nodes/greeter:execute",
+        content=b"x" * (16 * 1024 * 1024 + 1), headers={"content-type": "application/json"},
+    )  # fmt: skip
+    assert oversized.status_code == 413, oversized.text
 
     # gRPC through the same port, routed by metadata, to the generic NodeService
     reply = node_service_call(
-        controller.grpc_target, "greeter", {"name": "Ada", "values": [1]}, tmp_path
+        controller.grpc_target, "greeter", {"name": "Ada", "values": [1]}, tmp_path, calls=40
     )
     assert reply["message"] == "Hello, Ada!"
+    metrics = controller.api.request("GET", "/metrics")
+    for instance in first_ids:  # both instances served both protocols
+        served = re.search(
+            rf'node_http_codes_total{{[^}}]*code="200"[^}}]*instance="{instance}"}} (\d+)', metrics
+        )
+        assert served and int(served.group(1)) > 0, metrics
+        grpc_ok = re.search(
+            rf'node_grpc_codes_total{{[^}}]*code="OK"[^}}]*instance="{instance}"}} (\d+)', metrics
+        )
+        assert grpc_ok and int(grpc_ok.group(1)) > 0, metrics
+    assert 'gateway_node_responses_total{node_id="greeter",protocol="http",code="2xx"}' in metrics
 
     # an instance dies: the node reports what its minimum implies, then a replacement comes up
     victim = node["instances"][0]
@@ -190,9 +204,10 @@ def test_node_lifecycle(
 
 
 def node_service_call(
-    target: str, node: str, inputs: dict[str, Any], tmp_path: Path
+    target: str, node: str, inputs: dict[str, Any], tmp_path: Path, calls: int = 1
 ) -> dict[str, Any]:
-    """DataSphere's generic NodeService/Execute through the gateway, routed by ``x-node-id``."""
+    """DataSphere's generic NodeService/Execute through the gateway, routed by ``x-node-id``:
+    ``calls`` calls on one channel (HAProxy balances each HTTP/2 stream); returns the last."""
     import grpc
     from google.protobuf import json_format
 
@@ -209,7 +224,8 @@ def node_service_call(
             request_serializer=pb2.NodeExecutionRequest.SerializeToString,
             response_deserializer=pb2.NodeExecutionResponse.FromString,
         )
-        reply = execute(request, metadata=(("x-node-id", node),), timeout=30)
+        for _ in range(calls):
+            reply = execute(request, metadata=(("x-node-id", node),), timeout=30)
     result: dict[str, Any] = json_format.MessageToDict(reply.output)
     return result
 
