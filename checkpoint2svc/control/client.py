@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,6 +152,8 @@ def _stop_gateway(home: Home) -> None:
     gateway = Gateway(home.gateway_dir)
     if gateway.adopt():
         gateway.stop()
+    if not home.gateway_dir.is_relative_to(home.root):  # the short directory of a deep home
+        shutil.rmtree(home.gateway_dir, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,11 +55,19 @@ class Home:
 
     @property
     def gateway_dir(self) -> Path:
-        return self.root / "gateway"
+        """The gateway's runtime files, its unix sockets among them: a socket's path holds at
+        most ~100 bytes, so a deep home puts them in a short directory derived from it."""
+        inside = self.root / "gateway"
+        from checkpoint2svc.gateway.haproxy import MAX_SOCKET_PATH
+
+        if len(os.fsencode(inside / "haproxy.sock")) <= MAX_SOCKET_PATH:
+            return inside
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"checkpoint2svc-gateway-{digest}"
 
     def prepare(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.gateway_dir.mkdir(exist_ok=True)
+        self.gateway_dir.mkdir(exist_ok=True, mode=0o700)
 
     def token(self, create: bool = False) -> str:
         """The API's bearer token (created on first use, readable by its owner only)."""

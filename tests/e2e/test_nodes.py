@@ -3,6 +3,7 @@ docker backends, the real HAProxy gateway; requests over real sockets on 127.0.0
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -63,6 +64,10 @@ class Controller:
         self.api = ControllerClient(self.home)
 
 
+BUILT_NODES = ("greeter", "slow")
+"""The checkpoint nodes these tests create on docker: the controller builds their images."""
+
+
 @pytest.fixture
 def controller(tmp_path: Path) -> Iterator[Controller]:
     running = Controller(tmp_path / "home")
@@ -70,6 +75,25 @@ def controller(tmp_path: Path) -> Iterator[Controller]:
         yield running
     finally:
         stop_controller(running.home, everything=True)
+        _remove_node_images()
+
+
+def _remove_node_images() -> None:
+    """A real controller keeps the images it built as a cache; a test leaves nothing behind."""
+    import docker
+
+    from checkpoint2svc.errors import DockerUnavailableError
+    from checkpoint2svc.image.engine import docker_client
+
+    try:
+        client = docker_client()
+    except DockerUnavailableError:
+        return
+    for node in BUILT_NODES:
+        for image in client.images.list(name=f"checkpoint2svc-node/{node}"):
+            for tag in image.tags:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(tag, force=True)
 
 
 def healthy_with(count: int) -> Callable[[dict[str, Any]], bool]:
@@ -260,7 +284,11 @@ def _running(backend: str, ref: str) -> bool:
     return True
 
 
-def test_node_scales_up_under_load_and_back_down(controller: Controller, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_node_scales_up_under_load_and_back_down(
+    controller: Controller, tmp_path: Path, backend: str
+) -> None:
+    _needs_engine(backend)
     notebook = write_notebook(
         tmp_path / "slow.ipynb",
         [(["parameters"], "x = 1"), (["slow"], "import time\ntime.sleep(0.2)\ny = x + 1")],
@@ -269,12 +297,12 @@ def test_node_scales_up_under_load_and_back_down(controller: Controller, tmp_pat
         notebook, "slow", tmp_path / "slow.ckpt", progress=lambda _: None, warn=lambda _: None
     )
     done = controller.cli(
-        "node", "create", "slow", "--checkpoint", checkpoint.path, "--backend", "local",
+        "node", "create", "slow", "--checkpoint", checkpoint.path, "--backend", backend,
         "--min", "1", "--max", "2", "--target-in-flight", "1",
         "--scale-up-window", "1", "--scale-down-window", "3",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    controller.wait("slow", healthy_with(1))
+    controller.wait("slow", healthy_with(1))  # on docker: after the controller built the image
     stop = threading.Event()
     failures: list[str] = []
 
