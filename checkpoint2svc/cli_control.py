@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, Home, default_home
+from checkpoint2svc.errors import Checkpoint2SvcError
 
 
 def _home(args: argparse.Namespace) -> Home:
@@ -173,7 +174,7 @@ def cmd_node_update(args: argparse.Namespace) -> int:
 def cmd_node_action(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.action == "delete":
-        client.request("DELETE", f"/v1/nodes/{args.name}")
+        client.request("DELETE", f"/v1/nodes/{args.name}", params={"force": args.force})
         print(f"node {args.name} is being deleted")
     else:
         node = client.request("POST", f"/v1/nodes/{args.name}:{args.action}")
@@ -189,6 +190,58 @@ def cmd_node_logs(args: argparse.Namespace) -> int:
         return 0
     for line in client.stream_lines(f"/v1/nodes/{args.name}/logs", params):
         print(line, flush=True)
+    return 0
+
+
+def _alias_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if args.node:
+        nodes = []
+        for item in args.node:
+            node, _, weight = item.partition("=")
+            if not weight.strip().isdigit():
+                raise Checkpoint2SvcError(f"--node {item}: write NODE=WEIGHT, e.g. --node v1=90")
+            nodes.append({"node": node, "weight": int(weight)})
+        body["nodes"] = nodes
+    if args.metadata:
+        body["metadata"] = dict(item.split("=", 1) for item in args.metadata)
+    if args.allow_incompatible:
+        body["allow_incompatible"] = True
+    return body
+
+
+def _print_alias(alias: dict[str, Any]) -> None:
+    split = ", ".join(
+        f"{n['node']}={n['weight']}% ({alias['node_status'][n['node']]})" for n in alias["nodes"]
+    )
+    print(f"alias {alias['name']}: {split}")
+    print(f"  REST: {alias['endpoint']['rest']}\n  gRPC: {alias['endpoint']['grpc']}")
+    if alias["metadata"]:
+        print("  metadata: " + ", ".join(f"{k}={v}" for k, v in alias["metadata"].items()))
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.verb == "list":
+        for alias in client.request("GET", "/v1/aliases"):
+            _print_alias(alias)
+        return 0
+    if args.verb == "delete":
+        client.request("DELETE", f"/v1/aliases/{args.name}")
+        print(f"alias {args.name} deleted")
+        return 0
+    if args.verb == "get":
+        alias = client.request("GET", f"/v1/aliases/{args.name}")
+    elif args.verb == "create":
+        if not args.node:
+            raise Checkpoint2SvcError("give the alias its nodes: --node NODE=WEIGHT (repeatable)")
+        alias = client.request("POST", "/v1/aliases", json={"name": args.name, **_alias_body(args)})
+    else:
+        alias = client.request("PATCH", f"/v1/aliases/{args.name}", json=_alias_body(args))
+    if args.json:
+        print(json.dumps(alias, indent=2))
+    else:
+        _print_alias(alias)
     return 0
 
 
@@ -276,7 +329,31 @@ def add_control_commands(commands: Any) -> None:
                          ("delete", "delete the node and everything it created")):  # fmt: skip
         verb = verbs.add_parser(action, parents=[home], help=text)
         verb.add_argument("name")
-        verb.set_defaults(func=cmd_node_action, action=action)
+        verb.set_defaults(func=cmd_node_action, action=action, force=False)
+        if action == "delete":
+            verb.add_argument(
+                "--force", action="store_true", help="first take it out of the aliases using it"
+            )
+    aliases = commands.add_parser("alias", help="stable endpoints over nodes, with weights")
+    alias_verbs = aliases.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb, text in (("create", "create an alias over nodes"),
+                       ("update", "change an alias's nodes, weights or metadata"),
+                       ("get", "an alias's nodes, weights and endpoint"),
+                       ("delete", "delete an alias (its nodes stay)")):  # fmt: skip
+        parser = alias_verbs.add_parser(verb, parents=[home], help=text)
+        parser.add_argument("name")
+        parser.add_argument("--json", action="store_true")
+        if verb in ("create", "update"):
+            parser.add_argument("--node", action="append", metavar="NODE=WEIGHT",
+                                help="a node and its percentage of the requests (repeatable; "
+                                "the weights add up to 100)")  # fmt: skip
+            parser.add_argument("--metadata", action="append", metavar="K=V")
+            parser.add_argument("--allow-incompatible", action="store_true",
+                                help="accept a node whose inputs or outputs differ")  # fmt: skip
+        parser.set_defaults(func=cmd_alias, verb=verb)
+    alias_list = alias_verbs.add_parser("list", parents=[home], help="the aliases")
+    alias_list.set_defaults(func=cmd_alias, verb="list")
+
     logs = verbs.add_parser("logs", parents=[home], help="the instances' logs")
     logs.add_argument("name")
     logs.add_argument("--instance", metavar="ID")

@@ -10,9 +10,16 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from checkpoint2svc.control.compat import node_signature, signature_differences
 from checkpoint2svc.control.controller import Controller
-from checkpoint2svc.control.models import InstanceStatus, NodeSpec, NodeSpecError
-from checkpoint2svc.control.store import NodeExistsError, NodeNotFoundError, NodeRow
+from checkpoint2svc.control.models import AliasSpec, InstanceStatus, NodeSpec, NodeSpecError
+from checkpoint2svc.control.store import (
+    AliasExistsError,
+    AliasNotFoundError,
+    NodeExistsError,
+    NodeNotFoundError,
+    NodeRow,
+)
 from checkpoint2svc.errors import Checkpoint2SvcError
 
 _bearer = HTTPBearer(auto_error=False)
@@ -57,9 +64,9 @@ def create_api(controller: Controller, token: str, shutdown: Any = None) -> Fast
     @app.exception_handler(Checkpoint2SvcError)
     async def library_error(request: Request, exc: Checkpoint2SvcError) -> JSONResponse:
         status = 400
-        if isinstance(exc, NodeNotFoundError):
+        if isinstance(exc, NodeNotFoundError | AliasNotFoundError):
             status = 404
-        elif isinstance(exc, NodeExistsError):
+        elif isinstance(exc, NodeExistsError | AliasExistsError):
             status = 409
         elif isinstance(exc, NodeSpecError):
             status = 422
@@ -114,7 +121,25 @@ def create_api(controller: Controller, token: str, shutdown: Any = None) -> Fast
         return node_view(controller, controller.store.node(name))
 
     @app.delete("/v1/nodes/{name}", dependencies=guard, status_code=202)
-    def delete_node(name: str) -> dict[str, Any]:
+    def delete_node(name: str, force: bool = False) -> dict[str, Any]:
+        controller.store.node(name)
+        using = [a for a in controller.store.aliases() if name in dict(a.nodes)]
+        if using and not force:
+            raise HTTPException(
+                409,
+                f"alias {', '.join(a.name for a in using)} still points at node {name}; update "
+                "the alias first, or pass --force to take the node out of it (its share goes to "
+                "the alias's other nodes)",
+            )
+        for alias in using:
+            rest = [(node, weight) for node, weight in alias.nodes if node != name]
+            if not rest:
+                controller.store.remove_alias(alias.name)
+                continue
+            total = sum(weight for _, weight in rest) or 1
+            shares = [(node, weight * 100 // total) for node, weight in rest]
+            shares[0] = (shares[0][0], shares[0][1] + 100 - sum(w for _, w in shares))
+            controller.store.update_alias(AliasSpec(alias.name, tuple(shares), alias.metadata))
         controller.store.update_node(name, deleting=True)
         controller.event(name, "delete requested")
         return {"name": name, "status": "Deleting"}
@@ -140,6 +165,74 @@ def create_api(controller: Controller, token: str, shutdown: Any = None) -> Fast
             text = "\n".join(controller.instance_logs(record.id, tail))
             chunks.append(f"==> {record.id} <==\n{text}")
         return PlainTextResponse("\n".join(chunks) + "\n")
+
+    def alias_view(alias: AliasSpec) -> dict[str, Any]:
+        statuses = {row.name: str(row.status) for row in controller.store.nodes()}
+        port = controller.gateway_port
+        return {
+            **alias.to_dict(),
+            "node_status": {node: statuses.get(node, "missing") for node, _ in alias.nodes},
+            "endpoint": {
+                "rest": f"http://127.0.0.1:{port}/datasphere/v1/aliases/{alias.name}:execute",
+                "grpc": f"127.0.0.1:{port} (metadata x-node-alias: {alias.name})",
+            },
+        }
+
+    def checked_alias(body: dict[str, Any], current: AliasSpec | None) -> AliasSpec:
+        alias = AliasSpec.from_dict(body).validate()
+        for node, _ in alias.nodes:
+            controller.store.node(node)  # raises naming an unknown node
+        if body.get("allow_incompatible"):
+            return alias
+        existing = [node for node, weight in (current.nodes if current else ()) if weight >= 0]
+        reference = existing or [alias.nodes[0][0]]
+        base = node_signature(controller.store.node(reference[0]).spec)
+        for node, _ in alias.nodes:
+            if base is None or node in reference[:1]:
+                continue
+            candidate = node_signature(controller.store.node(node).spec)
+            if candidate is None:
+                continue
+            differences = signature_differences(base, candidate)
+            if differences:
+                raise HTTPException(
+                    409,
+                    f"node {node} is not compatible with alias {alias.name} (served by "
+                    f"{reference[0]}):\n"
+                    + "\n".join(differences)
+                    + "\npass --allow-incompatible to point the alias at it anyway",
+                )
+        return alias
+
+    @app.post("/v1/aliases", dependencies=guard, status_code=201)
+    def create_alias(body: dict[str, Any]) -> dict[str, Any]:
+        alias = checked_alias(body, None)
+        controller.store.add_alias(alias)
+        controller.apply_gateway()
+        return alias_view(alias)
+
+    @app.get("/v1/aliases", dependencies=guard)
+    def list_aliases() -> list[dict[str, Any]]:
+        return [alias_view(alias) for alias in controller.store.aliases()]
+
+    @app.get("/v1/aliases/{name}", dependencies=guard)
+    def get_alias(name: str) -> dict[str, Any]:
+        return alias_view(controller.store.alias(name))
+
+    @app.patch("/v1/aliases/{name}", dependencies=guard)
+    def update_alias(name: str, body: dict[str, Any]) -> dict[str, Any]:
+        current = controller.store.alias(name)
+        merged = {**current.to_dict(), **body, "name": name}
+        alias = checked_alias(merged, current)
+        controller.store.update_alias(alias)
+        controller.apply_gateway()
+        return alias_view(alias)
+
+    @app.delete("/v1/aliases/{name}", dependencies=guard)
+    def delete_alias(name: str) -> dict[str, Any]:
+        controller.store.remove_alias(name)
+        controller.apply_gateway()
+        return {"name": name, "deleted": True}
 
     @app.get("/metrics", dependencies=guard)
     def metrics() -> PlainTextResponse:

@@ -110,8 +110,10 @@ def start_controller(
 
 
 def delete_all_nodes(home: Home, timeout: float = 120) -> None:
-    """Delete every node and wait until the controller has removed what they created."""
+    """Delete every alias and node; wait until the controller has removed what they created."""
     client = ControllerClient(home)
+    for alias in client.request("GET", "/v1/aliases"):
+        client.request("DELETE", f"/v1/aliases/{alias['name']}")
     for node in client.request("GET", "/v1/nodes"):
         client.request("DELETE", f"/v1/nodes/{node['name']}")
     deadline = time.monotonic() + timeout

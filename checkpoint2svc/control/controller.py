@@ -37,6 +37,7 @@ from checkpoint2svc.control.models import (
 from checkpoint2svc.control.store import NodeRow, Store
 from checkpoint2svc.errors import Checkpoint2SvcError
 from checkpoint2svc.gateway.config import (
+    GatewayAlias,
     GatewayConfig,
     GatewayNode,
     GatewayServer,
@@ -95,6 +96,7 @@ class Controller:
         self._failed_builds: dict[str, str | None] = {}
         """Node -> the checkpoint whose build failed: not retried until the node changes."""
         self._gateway_config: GatewayConfig | None = None
+        self._gateway_lock = threading.Lock()
         self._lock = threading.RLock()
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
         self._stop = threading.Event()
@@ -402,7 +404,9 @@ class Controller:
                     targets.append((r.id, f"http://{r.host}:{r.http_port}{path}"))
         texts = self._probes.map(lambda target: scrape(target[1]), targets)
         merged = merge_metrics(zip((t[0] for t in targets), texts, strict=True))
-        return merged + gateway_metrics([row.name for row in self.store.nodes()], self._stats)
+        nodes = [row.name for row in self.store.nodes()]
+        aliases = [alias.name for alias in self.store.aliases()]
+        return merged + gateway_metrics(nodes, self._stats) + alias_metrics(aliases, self._stats)
 
     # --- gateway --------------------------------------------------------------------------
     def gateway_config(self) -> GatewayConfig:
@@ -431,19 +435,32 @@ class Controller:
                     grpc=spec.protocol == "grpc" or spec.grpc_port is not None,
                 )
             )
+        served = {node.name for node in nodes}
+        aliases = []
+        for alias in self.store.aliases():
+            targets = tuple((node, weight) for node, weight in alias.nodes if node in served)
+            if targets:
+                aliases.append(GatewayAlias(alias.name, targets))
         return GatewayConfig(
-            port=self.gateway_port, nodes=tuple(nodes), max_body_bytes=self.max_body_bytes
-        )
+            port=self.gateway_port, nodes=tuple(nodes), max_body_bytes=self.max_body_bytes,
+            aliases=tuple(aliases),
+        )  # fmt: skip
+
+    def apply_gateway(self) -> None:
+        """Bring the gateway in line with the store now (the API calls it after a change, so
+        that the change routes when the call returns)."""
+        self._apply_gateway()
 
     def _apply_gateway(self) -> None:
-        config = self.gateway_config()
-        if config == self._gateway_config:
-            return
-        if self.gateway.running():
-            self.gateway.apply(config)
-        else:
-            self.gateway.start(config)
-        self._gateway_config = config
+        with self._gateway_lock:
+            config = self.gateway_config()
+            if config == self._gateway_config:
+                return
+            if self.gateway.running():
+                self.gateway.apply(config)
+            else:
+                self.gateway.start(config)
+            self._gateway_config = config
 
 
 def scrape(url: str, timeout: float = 2.0) -> str:
@@ -473,3 +490,25 @@ def gateway_metrics(nodes: list[str], stats: dict[tuple[str, str], dict[str, int
                     f'code="{code}"}} {count}'
                 )
     return "\n".join(lines) + "\n"
+
+
+def alias_metrics(aliases: list[str], stats: dict[tuple[str, str], dict[str, int | str]]) -> str:
+    """DataSphere's alias_requests and alias_http_codes (by class), from HAProxy's counters."""
+    requests = ["# HELP alias_requests Requests through an alias.", "# TYPE alias_requests counter"]
+    codes = [
+        "# HELP alias_http_codes Responses through an alias by status class.",
+        "# TYPE alias_http_codes counter",
+    ]
+    for alias in aliases:
+        total = 0
+        for code in ("1xx", "2xx", "3xx", "4xx", "5xx"):
+            count = 0
+            for proto in ("http", "grpc"):
+                value = stats.get((backend_name("alias", alias, proto), "BACKEND"), {}).get(
+                    f"hrsp_{code}", 0
+                )
+                count += value if isinstance(value, int) else 0
+            total += count
+            codes.append(f'alias_http_codes_total{{alias_id="{alias}",code="{code}"}} {count}')
+        requests.append(f'alias_requests_total{{alias_id="{alias}"}} {total}')
+    return "\n".join(requests + codes) + "\n"

@@ -174,3 +174,46 @@ class Event:
     @classmethod
     def now(cls, node: str, message: str, instance: str = "") -> Event:
         return cls(time.time(), node, message, instance)
+
+
+@dataclass(frozen=True)
+class AliasSpec:
+    """A stable name over nodes; each node gets ``weight`` percent of the requests."""
+
+    name: str
+    nodes: tuple[tuple[str, int], ...]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> AliasSpec:
+        if not NAME.match(self.name):
+            raise NodeSpecError(
+                f"alias name {self.name!r} is invalid: use 1-63 lowercase letters, digits and "
+                "hyphens, starting with a letter"
+            )
+        if not self.nodes:
+            raise NodeSpecError("an alias needs at least one --node NODE=WEIGHT")
+        names = [node for node, _ in self.nodes]
+        if len(set(names)) != len(names):
+            raise NodeSpecError(f"alias {self.name} names a node twice: {', '.join(names)}")
+        if any(not 0 <= weight <= 100 for _, weight in self.nodes):
+            raise NodeSpecError("alias weights are percentages from 0 to 100")
+        total = sum(weight for _, weight in self.nodes)
+        if total != 100:
+            shown = ", ".join(f"{node}={weight}" for node, weight in self.nodes)
+            raise NodeSpecError(f"alias weights must add up to 100, not {total} ({shown})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "nodes": [{"node": node, "weight": weight} for node, weight in self.nodes],
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AliasSpec:
+        try:
+            nodes = tuple((str(n["node"]), int(n["weight"])) for n in data.get("nodes", []))
+            return cls(str(data["name"]), nodes, dict(data.get("metadata") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NodeSpecError(f"invalid alias settings: {exc!r}") from exc

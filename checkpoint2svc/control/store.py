@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from checkpoint2svc.control.models import Event, NodeSpec, NodeStatus
+from checkpoint2svc.control.models import AliasSpec, Event, NodeSpec, NodeStatus
 from checkpoint2svc.errors import Checkpoint2SvcError
 
 SCHEMA = """
@@ -32,6 +32,12 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_node ON events (node, id);
+CREATE TABLE IF NOT EXISTS aliases (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
 """
 MAX_EVENTS_PER_NODE = 200
 
@@ -46,6 +52,19 @@ class NodeExistsError(Checkpoint2SvcError):
         super().__init__(
             f"a node named {name!r} already exists; choose another name, or change it with "
             f"`checkpoint2svc node update {name}`"
+        )
+
+
+class AliasNotFoundError(Checkpoint2SvcError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no alias named {name!r}; `checkpoint2svc alias list` shows the aliases")
+
+
+class AliasExistsError(Checkpoint2SvcError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"an alias named {name!r} already exists; change it with "
+            f"`checkpoint2svc alias update {name} --node NODE=WEIGHT ...`"
         )
 
 
@@ -167,3 +186,42 @@ class Store:
                 (node, limit),
             ).fetchall()
         return [Event(*row) for row in reversed(rows)]
+
+    # --- aliases ------------------------------------------------------------------------------
+    def add_alias(self, spec: AliasSpec) -> None:
+        now = time.time()
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO aliases (name, spec, created, updated) VALUES (?,?,?,?)",
+                    (spec.name, json.dumps(spec.to_dict()), now, now),
+                )
+            except sqlite3.IntegrityError:
+                raise AliasExistsError(spec.name) from None
+
+    def alias(self, name: str) -> AliasSpec:
+        with self._lock:
+            row = self._db.execute("SELECT spec FROM aliases WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise AliasNotFoundError(name)
+        return AliasSpec.from_dict(json.loads(row[0]))
+
+    def aliases(self) -> list[AliasSpec]:
+        with self._lock:
+            rows = self._db.execute("SELECT spec FROM aliases ORDER BY name").fetchall()
+        return [AliasSpec.from_dict(json.loads(r[0])) for r in rows]
+
+    def update_alias(self, spec: AliasSpec) -> None:
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE aliases SET spec = ?, updated = ? WHERE name = ?",
+                (json.dumps(spec.to_dict()), time.time(), spec.name),
+            )
+        if cursor.rowcount == 0:
+            raise AliasNotFoundError(spec.name)
+
+    def remove_alias(self, name: str) -> None:
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM aliases WHERE name = ?", (name,))
+        if cursor.rowcount == 0:
+            raise AliasNotFoundError(name)

@@ -105,3 +105,37 @@ def test_merged_metrics_label_instances_and_keep_families_together() -> None:
     assert 'node_requests_total{node_id="g",instance="g-1"} 3' in merged
     assert 'node_requests_total{node_id="g",instance="g-2"} 5' in merged
     assert with_instance_label("up 1", "a") == 'up{instance="a"} 1'
+
+
+@pytest.mark.parametrize(
+    ("nodes", "says"),
+    [
+        ((("a", 60), ("b", 30)), "add up to 100, not 90"),
+        ((("a", 50), ("a", 50)), "names a node twice"),
+        ((("a", 101), ("b", -1)), "percentages from 0 to 100"),
+        ((), "at least one --node"),
+    ],
+)
+def test_alias_weights_are_checked(nodes: tuple[tuple[str, int], ...], says: str) -> None:
+    from checkpoint2svc.control.models import AliasSpec
+
+    with pytest.raises(NodeSpecError, match=says):
+        AliasSpec("greet", nodes).validate()
+
+
+def test_signature_differences_name_removed_added_and_retyped_fields() -> None:
+    from checkpoint2svc.control.compat import signature_differences
+
+    def field(name: str, kind: str) -> dict[str, object]:
+        return {"name": name, "type": {"kind": kind}}
+
+    current = {"inputs": [field("a", "int"), field("b", "str")], "outputs": [field("y", "int")]}
+    same = signature_differences(current, current)
+    changed = signature_differences(
+        current, {"inputs": [field("a", "float"), field("c", "str")], "outputs": []}
+    )
+    assert same == []
+    assert "- input b is gone (clients that send it are refused)" in changed
+    assert "+ new input c: str (clients do not send it)" in changed
+    assert "~ input a: int -> float" in changed
+    assert "- output y is gone (clients that read it break)" in changed
