@@ -207,6 +207,10 @@ def _alias_body(args: argparse.Namespace) -> dict[str, Any]:
         body["metadata"] = dict(item.split("=", 1) for item in args.metadata)
     if args.allow_incompatible:
         body["allow_incompatible"] = True
+    if args.sticky_header is not None:
+        body["sticky_header"] = args.sticky_header
+    if args.sticky_cookie is not None:
+        body["sticky_cookie"] = args.sticky_cookie
     return body
 
 
@@ -216,6 +220,10 @@ def _print_alias(alias: dict[str, Any]) -> None:
     )
     print(f"alias {alias['name']}: {split}")
     print(f"  REST: {alias['endpoint']['rest']}\n  gRPC: {alias['endpoint']['grpc']}")
+    sticky = alias["sticky_header"] or alias["sticky_cookie"]
+    if sticky:
+        kind = "header" if alias["sticky_header"] else "cookie"
+        print(f"  sticky by {kind} {sticky}")
     if alias["metadata"]:
         print("  metadata: " + ", ".join(f"{k}={v}" for k, v in alias["metadata"].items()))
 
@@ -348,6 +356,11 @@ def add_control_commands(commands: Any) -> None:
                                 help="a node and its percentage of the requests (repeatable; "
                                 "the weights add up to 100)")  # fmt: skip
             parser.add_argument("--metadata", action="append", metavar="K=V")
+            parser.add_argument("--sticky-header", metavar="NAME",
+                                help="keep a client on one instance by this header's value "
+                                "(for shared-mode nodes); '' turns it off")  # fmt: skip
+            parser.add_argument("--sticky-cookie", metavar="NAME",
+                                help="the same, by a cookie's value")  # fmt: skip
             parser.add_argument("--allow-incompatible", action="store_true",
                                 help="accept a node whose inputs or outputs differ")  # fmt: skip
         parser.set_defaults(func=cmd_alias, verb=verb)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -139,7 +140,7 @@ def create_api(controller: Controller, token: str, shutdown: Any = None) -> Fast
             total = sum(weight for _, weight in rest) or 1
             shares = [(node, weight * 100 // total) for node, weight in rest]
             shares[0] = (shares[0][0], shares[0][1] + 100 - sum(w for _, w in shares))
-            controller.store.update_alias(AliasSpec(alias.name, tuple(shares), alias.metadata))
+            controller.store.update_alias(replace(alias, nodes=tuple(shares)))
         controller.store.update_node(name, deleting=True)
         controller.event(name, "delete requested")
         return {"name": name, "status": "Deleting"}

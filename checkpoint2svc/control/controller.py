@@ -440,7 +440,9 @@ class Controller:
         for alias in self.store.aliases():
             targets = tuple((node, weight) for node, weight in alias.nodes if node in served)
             if targets:
-                aliases.append(GatewayAlias(alias.name, targets))
+                aliases.append(
+                    GatewayAlias(alias.name, targets, alias.sticky_header, alias.sticky_cookie)
+                )
         return GatewayConfig(
             port=self.gateway_port, nodes=tuple(nodes), max_body_bytes=self.max_body_bytes,
             aliases=tuple(aliases),

@@ -183,6 +183,9 @@ class AliasSpec:
     name: str
     nodes: tuple[tuple[str, int], ...]
     metadata: dict[str, str] = field(default_factory=dict)
+    sticky_header: str = ""
+    """Keeps a client on one instance by this header's value (for shared-mode nodes)."""
+    sticky_cookie: str = ""
 
     def validate(self) -> AliasSpec:
         if not NAME.match(self.name):
@@ -197,6 +200,8 @@ class AliasSpec:
             raise NodeSpecError(f"alias {self.name} names a node twice: {', '.join(names)}")
         if any(not 0 <= weight <= 100 for _, weight in self.nodes):
             raise NodeSpecError("alias weights are percentages from 0 to 100")
+        if self.sticky_header and self.sticky_cookie:
+            raise NodeSpecError("give --sticky-header or --sticky-cookie, not both")
         total = sum(weight for _, weight in self.nodes)
         if total != 100:
             shown = ", ".join(f"{node}={weight}" for node, weight in self.nodes)
@@ -208,12 +213,17 @@ class AliasSpec:
             "name": self.name,
             "nodes": [{"node": node, "weight": weight} for node, weight in self.nodes],
             "metadata": dict(self.metadata),
+            "sticky_header": self.sticky_header,
+            "sticky_cookie": self.sticky_cookie,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AliasSpec:
         try:
             nodes = tuple((str(n["node"]), int(n["weight"])) for n in data.get("nodes", []))
-            return cls(str(data["name"]), nodes, dict(data.get("metadata") or {}))
+            return cls(
+                str(data["name"]), nodes, dict(data.get("metadata") or {}),
+                str(data.get("sticky_header") or ""), str(data.get("sticky_cookie") or ""),
+            )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise NodeSpecError(f"invalid alias settings: {exc!r}") from exc

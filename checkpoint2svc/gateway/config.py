@@ -78,15 +78,40 @@ class GatewayNode:
             )
 
 
+STICKY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def alias_balance(alias: GatewayAlias) -> str:
+    """Round robin for an exact weighted split; with a sticky key, a consistent hash of it
+    (weights still hold across keys, and a key stays on its instance while that one is up)."""
+    if alias.sticky_header:
+        return f"hash req.hdr({alias.sticky_header})"
+    if alias.sticky_cookie:
+        return f"hash req.cook({alias.sticky_cookie})"
+    return "roundrobin"
+
+
 @dataclass(frozen=True)
 class GatewayAlias:
     """A stable name over nodes: each (node, weight) target gets weight/sum of the requests."""
 
     name: str
     targets: tuple[tuple[str, int], ...]
+    sticky_header: str = ""
+    """Requests with the same value of this header go to the same instance (shared mode)."""
+    sticky_cookie: str = ""
+    """The same, by a cookie's value."""
 
     def __post_init__(self) -> None:
         _check_name("alias name", self.name, MAX_NAME)
+        for what, value in (("header", self.sticky_header), ("cookie", self.sticky_cookie)):
+            if value and not STICKY_KEY.match(value):
+                raise GatewayError(
+                    f"alias {self.name}: sticky {what} {value!r} is not a valid name "
+                    "(letters, digits, - and _)"
+                )
+        if self.sticky_header and self.sticky_cookie:
+            raise GatewayError(f"alias {self.name}: give a sticky header or a cookie, not both")
         if not self.targets:
             raise GatewayError(f"alias {self.name} has no target nodes; give at least one")
         nodes = [node for node, _ in self.targets]
@@ -212,6 +237,7 @@ class ProxyBackend:
     set_path: str  # the path that the :execute form is rewritten to; "" keeps the path
     replies: tuple[Reply, ...]  # tried in order before a server is chosen
     servers: tuple[ProxyServer, ...]
+    hash_type: str = ""  # "consistent" with a hash balance (sticky aliases)
 
 
 @dataclass(frozen=True)
@@ -347,7 +373,8 @@ def _alias_backends(alias: GatewayAlias, config: GatewayConfig) -> list[ProxyBac
     grpc_weights = split_weights(grpc_targets)
     http = ProxyBackend(
         name=backend_name("alias", alias.name, "http"),
-        balance="roundrobin",
+        balance=alias_balance(alias),
+        hash_type="consistent" if alias.sticky_header or alias.sticky_cookie else "",
         timeout_server=timeout,
         h2=False,
         set_path=targets[0][0].execute_path,
@@ -360,7 +387,8 @@ def _alias_backends(alias: GatewayAlias, config: GatewayConfig) -> list[ProxyBac
     )
     grpc = ProxyBackend(
         name=backend_name("alias", alias.name, "grpc"),
-        balance="roundrobin",
+        balance=alias_balance(alias),
+        hash_type="consistent" if alias.sticky_header or alias.sticky_cookie else "",
         timeout_server=timeout,
         h2=True,
         set_path="",

@@ -3,8 +3,10 @@ alias, through the real controller and HAProxy gateway."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,14 +118,17 @@ def test_alias_weights_split_the_traffic_and_switch_without_failures(
             thread.join()
     assert not failures, failures[:3]
 
-    # by header too
-    response = httpx.post(
-        f"{controller.gateway}/execute", headers={"x-node-alias": "greet"},
-        json={"input": {"name": "ada", "values": []}},
-    )  # fmt: skip
-    assert response.json()["output"]["message"] == "Hello, ada!"
+    # by header too, in both of DataSphere's forms
+    for value in ("greet", "datasphere.user.greet"):
+        response = httpx.post(
+            f"{controller.gateway}/execute", headers={"x-node-alias": value},
+            json={"input": {"name": "ada", "values": []}},
+        )  # fmt: skip
+        assert response.json()["output"]["message"] == "Hello, ada!", value
+    time.sleep(1)  # the controller reads the gateway's counters on its next pass
     metrics = controller.api.request("GET", "/metrics")
-    assert 'alias_requests_total{alias_id="greet"}' in metrics
+    counted = re.search(r'alias_requests_total\{alias_id="greet"\} (\d+)', metrics)
+    assert counted and int(counted.group(1)) >= 3002, metrics
 
 
 def test_an_incompatible_node_is_refused_with_the_difference(
@@ -164,3 +169,44 @@ def test_deleting_a_node_an_alias_uses_is_refused_unless_forced(
         controller.cli("alias", "create", "bad", "--node", "v1=60", "--node", "v2=30")
     )
     assert "no node named 'v2'" in stderr or "add up to 100" in stderr
+
+
+def test_sticky_routing_keeps_a_client_on_one_instance_of_a_shared_node(
+    tmp_path: Path,
+) -> None:
+    counter = pin_notebook(
+        EXAMPLES / "counter.ipynb", "count", tmp_path / "counter.ckpt", mode="shared",
+        progress=lambda _: None, warn=lambda _: None,
+    )  # fmt: skip
+    controller = Controller(tmp_path / "home")
+    try:
+        done = controller.cli(
+            "node", "create", "counter", "--checkpoint", counter.path, "--backend", "local",
+            "--min", "2", "--max", "2",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        controller.wait("counter", healthy_with(2))
+        done = controller.cli(
+            "alias", "create", "count", "--node", "counter=100", "--sticky-header", "x-session"
+        )
+        assert done.returncode == 0, done.stderr
+        assert "sticky by header x-session" in done.stdout
+        url = f"{controller.gateway}/datasphere/v1/aliases/count:execute"
+        instances = {}
+        for session in ("alice", "bob", "carol", "dave"):
+            totals, answered = [], set()
+            for _ in range(3):
+                response = httpx.post(
+                    url, json={"input": {"step": 1}}, headers={"x-session": session}
+                )
+                totals.append(response.json()["output"]["total"])
+                answered.add(response.headers["x-node-instance"])
+            assert len(answered) == 1, (session, answered)
+            assert totals[1] == totals[0] + 1 and totals[2] == totals[0] + 2, (session, totals)
+            instances[session] = answered.pop()
+        for i in range(12):  # and different sessions spread over both instances
+            response = httpx.post(url, json={"input": {"step": 1}}, headers={"x-session": f"s{i}"})
+            instances[f"s{i}"] = response.headers["x-node-instance"]
+        assert len(set(instances.values())) == 2, instances
+    finally:
+        stop_controller(controller.home, everything=True)
