@@ -495,11 +495,15 @@ def gateway_metrics(nodes: list[str], stats: dict[tuple[str, str], dict[str, int
 
 
 def alias_metrics(aliases: list[str], stats: dict[tuple[str, str], dict[str, int | str]]) -> str:
-    """DataSphere's alias_requests and alias_http_codes (by class), from HAProxy's counters."""
-    requests = ["# HELP alias_requests Requests through an alias.", "# TYPE alias_requests counter"]
+    """What the gateway saw per alias, from HAProxy's counters (the instances count the
+    ``alias_*`` families themselves, from the ``x-node-alias`` header the gateway sets)."""
+    requests = [
+        "# HELP gateway_alias_requests Requests the gateway routed through an alias.",
+        "# TYPE gateway_alias_requests counter",
+    ]
     codes = [
-        "# HELP alias_http_codes Responses through an alias by status class.",
-        "# TYPE alias_http_codes counter",
+        "# HELP gateway_alias_responses Responses through an alias by status class.",
+        "# TYPE gateway_alias_responses counter",
     ]
     for alias in aliases:
         total = 0
@@ -511,6 +515,8 @@ def alias_metrics(aliases: list[str], stats: dict[tuple[str, str], dict[str, int
                 )
                 count += value if isinstance(value, int) else 0
             total += count
-            codes.append(f'alias_http_codes_total{{alias_id="{alias}",code="{code}"}} {count}')
-        requests.append(f'alias_requests_total{{alias_id="{alias}"}} {total}')
+            codes.append(
+                f'gateway_alias_responses_total{{alias_id="{alias}",code="{code}"}} {count}'
+            )
+        requests.append(f'gateway_alias_requests_total{{alias_id="{alias}"}} {total}')
     return "\n".join(requests + codes) + "\n"

@@ -238,6 +238,9 @@ class ProxyBackend:
     replies: tuple[Reply, ...]  # tried in order before a server is chosen
     servers: tuple[ProxyServer, ...]
     hash_type: str = ""  # "consistent" with a hash balance (sticky aliases)
+    alias_header: str = ""
+    """Sent to the instances as ``x-node-alias`` (their alias_* metrics); "" removes the header
+    so that a client cannot make node traffic count as an alias's."""
 
 
 @dataclass(frozen=True)
@@ -375,6 +378,7 @@ def _alias_backends(alias: GatewayAlias, config: GatewayConfig) -> list[ProxyBac
         name=backend_name("alias", alias.name, "http"),
         balance=alias_balance(alias),
         hash_type="consistent" if alias.sticky_header or alias.sticky_cookie else "",
+        alias_header=alias.name,
         timeout_server=timeout,
         h2=False,
         set_path=targets[0][0].execute_path,
@@ -389,6 +393,7 @@ def _alias_backends(alias: GatewayAlias, config: GatewayConfig) -> list[ProxyBac
         name=backend_name("alias", alias.name, "grpc"),
         balance=alias_balance(alias),
         hash_type="consistent" if alias.sticky_header or alias.sticky_cookie else "",
+        alias_header=alias.name,
         timeout_server=timeout,
         h2=True,
         set_path="",

@@ -63,10 +63,12 @@ class CallRunner:
 
     def __call__(self, context: grpc.ServicerContext, call: Callable[[str], M]) -> M:
         started = time.perf_counter()
-        rid = ""
+        rid = alias = ""
         for key, value in context.invocation_metadata():
             if key == "x-request-id":
                 rid = str(value)
+            elif key == "x-node-alias":
+                alias = str(value)
         rid = rid or self.service.next_request_id()
         code = grpc.StatusCode.OK
         try:
@@ -93,7 +95,9 @@ class CallRunner:
             code = failure.code
             _abort(context, failure)
         finally:
-            self.service.metrics.observe(time.perf_counter() - started, grpc_code=code.name)
+            self.service.metrics.observe(
+                time.perf_counter() - started, grpc_code=code.name, alias=alias
+            )
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 

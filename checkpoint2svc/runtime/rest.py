@@ -66,7 +66,8 @@ class ExecuteEndpoint:
             ],
         })  # fmt: skip
         await send({"type": "http.response.body", "body": payload})
-        self.service.metrics.observe(time.perf_counter() - started, http_code=status)
+        alias = headers.get(b"x-node-alias", b"").decode("latin-1")
+        self.service.metrics.observe(time.perf_counter() - started, http_code=status, alias=alias)
 
     def _too_large(self, what: str) -> tuple[int, bytes]:
         message = f"{what} exceeds the limit of {self.service.limits.describe()} (--max-message-mb)"

@@ -17,7 +17,7 @@ import pytest
 from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
 from checkpoint2svc.control.client import stop_controller
 from tests.e2e.cli import assert_clean_failure
-from tests.e2e.test_nodes import Controller, healthy_with
+from tests.e2e.test_nodes import Controller, healthy_with, node_service_call
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker-images")]
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
@@ -72,7 +72,7 @@ def count_versions(controller: Controller, alias: str, requests: int) -> Counter
 
 
 def test_alias_weights_split_the_traffic_and_switch_without_failures(
-    two_versions: tuple[Controller, dict[str, Checkpoint]],
+    two_versions: tuple[Controller, dict[str, Checkpoint]], tmp_path: Path
 ) -> None:
     controller, _ = two_versions
     done = controller.cli("alias", "create", "greet", "--node", "v1=100", "--node", "v2=0")
@@ -125,10 +125,23 @@ def test_alias_weights_split_the_traffic_and_switch_without_failures(
             json={"input": {"name": "ada", "values": []}},
         )  # fmt: skip
         assert response.json()["output"]["message"] == "Hello, ada!", value
+    # and over gRPC, by metadata
+    reply = node_service_call(
+        controller.grpc_target, "greet", {"name": "Bo", "values": []}, tmp_path,
+        metadata_key="x-node-alias",
+    )  # fmt: skip
+    assert reply["message"].lower() == "hello, bo!"
     time.sleep(1)  # the controller reads the gateway's counters on its next pass
     metrics = controller.api.request("GET", "/metrics")
-    counted = re.search(r'alias_requests_total\{alias_id="greet"\} (\d+)', metrics)
-    assert counted and int(counted.group(1)) >= 3002, metrics
+    # the instances count what came through the alias (the gateway tells them which alias)
+    served = re.findall(r'alias_requests_total\{alias_id="greet",instance="[^"]+"\} (\d+)', metrics)
+    assert sum(map(int, served)) >= 3003, metrics
+    assert re.search(r'alias_grpc_codes_total\{alias_id="greet",code="OK",instance=', metrics)
+    assert re.search(r'alias_http_codes_total\{alias_id="greet",code="200",instance=', metrics)
+    assert 'alias_request_durations_bucket{alias_id="greet",le="+Inf"' in metrics
+    # the gateway's own count agrees
+    counted = re.search(r'gateway_alias_requests_total\{alias_id="greet"\} (\d+)', metrics)
+    assert counted and int(counted.group(1)) >= 3003, metrics
 
 
 def test_an_incompatible_node_is_refused_with_the_difference(

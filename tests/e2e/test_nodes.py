@@ -228,7 +228,12 @@ def test_node_lifecycle(
 
 
 def node_service_call(
-    target: str, node: str, inputs: dict[str, Any], tmp_path: Path, calls: int = 1
+    target: str,
+    node: str,
+    inputs: dict[str, Any],
+    tmp_path: Path,
+    calls: int = 1,
+    metadata_key: str = "x-node-id",
 ) -> dict[str, Any]:
     """DataSphere's generic NodeService/Execute through the gateway, routed by ``x-node-id``:
     ``calls`` calls on one channel (HAProxy balances each HTTP/2 stream); returns the last."""
@@ -249,7 +254,7 @@ def node_service_call(
             response_deserializer=pb2.NodeExecutionResponse.FromString,
         )
         for _ in range(calls):
-            reply = execute(request, metadata=(("x-node-id", node),), timeout=30)
+            reply = execute(request, metadata=((metadata_key, node),), timeout=30)
     result: dict[str, Any] = json_format.MessageToDict(reply.output)
     return result
 
