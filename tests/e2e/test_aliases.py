@@ -105,13 +105,11 @@ def test_alias_weights_split_the_traffic_and_switch_without_failures(
     for thread in threads:
         thread.start()
     try:
-        for v1 in (100, 0, 50, 100):
-            assert (
-                controller.cli(
-                    "alias", "update", "greet", "--node", f"v1={v1}", "--node", f"v2={100 - v1}"
-                ).returncode
-                == 0
-            )
+        changes = [[f"v1={v1}", f"v2={100 - v1}"] for v1 in (100, 0, 50, 100)]  # runtime API
+        changes += [["v2=100"], ["v1=100"], ["v1=100", "v2=0"]]  # other nodes: a hitless reload
+        for nodes in changes:
+            flags = [flag for node in nodes for flag in ("--node", node)]
+            assert controller.cli("alias", "update", "greet", *flags).returncode == 0, nodes
     finally:
         stop.set()
         for thread in threads:
@@ -139,9 +137,8 @@ def test_alias_weights_split_the_traffic_and_switch_without_failures(
     assert re.search(r'alias_grpc_codes_total\{alias_id="greet",code="OK",instance=', metrics)
     assert re.search(r'alias_http_codes_total\{alias_id="greet",code="200",instance=', metrics)
     assert 'alias_request_durations_bucket{alias_id="greet",le="+Inf"' in metrics
-    # the gateway's own count agrees
-    counted = re.search(r'gateway_alias_requests_total\{alias_id="greet"\} (\d+)', metrics)
-    assert counted and int(counted.group(1)) >= 3003, metrics
+    # the gateway's own counters (they start again when the gateway reloads, as it did above)
+    assert re.search(r'gateway_alias_requests_total\{alias_id="greet"\} [1-9]', metrics)
 
 
 def test_an_incompatible_node_is_refused_with_the_difference(
