@@ -170,6 +170,14 @@ def test_deleting_a_node_an_alias_uses_is_refused_unless_forced(
         controller.cli("alias", "create", "greet", "--node", "v1=70", "--node", "v2=30").returncode
         == 0
     )
+    # a node without a healthy instance gives its share to the others
+    assert controller.cli("node", "suspend", "v2").returncode == 0
+    controller.wait("v2", lambda n: n["status"] == "Suspended" and not n["instances"])
+    assert count_versions(controller, "greet", 100) == {"v1": 100}
+    assert controller.cli("node", "resume", "v2").returncode == 0
+    controller.wait("v2", healthy_with(1))
+    assert set(count_versions(controller, "greet", 100)) == {"v1", "v2"}
+
     stderr = assert_clean_failure(controller.cli("node", "delete", "v2"))
     assert "alias greet still points at node v2" in stderr
     assert controller.cli("node", "delete", "v2", "--force").returncode == 0
