@@ -134,8 +134,12 @@ def stop_controller(home: Home, timeout: float = 30, everything: bool = False) -
         if everything:
             _stop_gateway(home)
         return False
+    failure: Checkpoint2SvcError | None = None
     if everything:
-        delete_all_nodes(home)
+        try:
+            delete_all_nodes(home)
+        except Checkpoint2SvcError as exc:  # still stop the controller; report it after
+            failure = exc
     try:
         ControllerClient(home, timeout=5).request("POST", "/v1/shutdown")
     except Checkpoint2SvcError:
@@ -143,8 +147,14 @@ def stop_controller(home: Home, timeout: float = 30, everything: bool = False) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _alive(info.pid):
         time.sleep(0.1)
+    if _alive(info.pid):
+        os.kill(info.pid, signal.SIGKILL)
     if everything:
         _stop_gateway(home)
+    if failure is not None:
+        raise Checkpoint2SvcError(
+            f"the controller stopped, but not every node was deleted: {failure}"
+        )
     return True
 
 

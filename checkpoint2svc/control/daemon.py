@@ -66,7 +66,9 @@ def serve_controller(home: Home, api_port: int, gateway_port: int) -> None:
 
     app = create_api(controller, home.token(create=True), shutdown=shutdown)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=api_port, log_level="warning", timeout_graceful_shutdown=5
+        )
     )
     home.write_info(ControllerInfo(os.getpid(), api_port, gateway_port, controller.controller_id))
     log.info("controller %s: API on 127.0.0.1:%d, gateway on 127.0.0.1:%d",

@@ -4,7 +4,6 @@ alias, through the real controller and HAProxy gateway."""
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 import time
 from collections import Counter
@@ -56,7 +55,6 @@ def two_versions(tmp_path: Path) -> Iterator[tuple[Controller, dict[str, Checkpo
         yield running, versions
     finally:
         stop_controller(running.home, everything=True)
-        shutil.rmtree(tmp_path / "home", ignore_errors=True)
 
 
 def count_versions(controller: Controller, alias: str, requests: int) -> Counter[str]:
