@@ -303,20 +303,27 @@ def plan_haproxy(config: GatewayConfig, runtime_dir: Path) -> HaproxyPlan:
 
 def runtime_commands(old: HaproxyPlan, new: HaproxyPlan) -> tuple[str, ...] | None:
     """The runtime API commands that turn a worker running ``old`` into one running ``new``,
-    or None when anything but servers' state and weight differs (then only a reload will do)."""
+    or None when anything but servers' state and weight differs (then only a reload will do).
+
+    Capacity is added before it is taken away (servers made ready and weights raised first,
+    then weights lowered and servers put in maintenance): applied one by one, the commands never
+    leave a backend without a usable server on the way, which would answer 503."""
     if _shape(old) != _shape(new):
         return None
-    commands: list[str] = []
+    adds: list[str] = []
+    removes: list[str] = []
     for old_backend, backend in zip(old.backends, new.backends, strict=True):
         for was, server in zip(old_backend.servers, backend.servers, strict=True):
             target = f"{backend.name}/{server.name}"
-            if was.enabled and not server.enabled:
-                commands.append(f"set server {target} state maint")
-            if was.weight != server.weight:
-                commands.append(f"set server {target} weight {server.weight}")
             if server.enabled and not was.enabled:
-                commands.append(f"set server {target} state ready")
-    return tuple(commands)
+                adds.append(f"set server {target} state ready")
+            if server.weight > was.weight:
+                adds.append(f"set server {target} weight {server.weight}")
+            elif server.weight < was.weight:
+                removes.append(f"set server {target} weight {server.weight}")
+            if was.enabled and not server.enabled:
+                removes.append(f"set server {target} state maint")
+    return (*adds, *removes)
 
 
 def _shape(plan: HaproxyPlan) -> HaproxyPlan:

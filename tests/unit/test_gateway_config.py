@@ -283,3 +283,25 @@ def test_a_config_haproxy_rejects_is_a_gateway_error_with_its_message(tmp_path: 
         gateway._install(haproxy_binary(), "frontend x\n    no-such-keyword\n")
     assert "no-such-keyword" in str(caught.value)
     assert not (tmp_path / "haproxy.cfg").exists()  # the old config (none) stays
+
+
+def test_a_weight_switch_adds_capacity_before_it_takes_it_away() -> None:
+    """Applied one by one, the commands must never leave the alias without a usable server
+    (HAProxy would answer 503 in between): the rising weight goes first."""
+    v1 = GatewayNode("v1", (server("v1-a", 9000),))
+    v2 = GatewayNode("v2", (server("v2-a", 9010),))
+
+    def weights(a: int, b: int) -> GatewayConfig:
+        return GatewayConfig(
+            8090, (v1, v2), aliases=(GatewayAlias("greet", (("v1", a), ("v2", b))),)
+        )
+
+    commands = runtime_commands(
+        plan_haproxy(weights(100, 0), RUNTIME), plan_haproxy(weights(0, 100), RUNTIME)
+    )
+    assert commands is not None
+    http = [c for c in commands if "alias.greet.http" in c]
+    assert http == [
+        "set server alias.greet.http/v2-a weight 256",
+        "set server alias.greet.http/v1-a weight 0",
+    ]
