@@ -305,3 +305,10 @@ def test_a_weight_switch_adds_capacity_before_it_takes_it_away() -> None:
         "set server alias.greet.http/v2-a weight 256",
         "set server alias.greet.http/v1-a weight 0",
     ]
+
+
+def test_haproxy_leaves_cores_to_the_instances() -> None:
+    from checkpoint2svc.gateway.config import gateway_threads
+
+    assert [gateway_threads(n) for n in (1, 2, 3, 8)] == [1, 1, 1, 4]
+    assert "nbthread " in render_haproxy_config(GatewayConfig(8090, (greeter(),)), RUNTIME)
