@@ -75,7 +75,7 @@ def run_case(client: docker.DockerClient, case: str, rounds: int, root: Path) ->
     original = pin_variant(root, f"{case}-v1", case, edited=False)
     edited = pin_variant(root, f"{case}-v2", case, edited=True)
     requirements = requirements_tag(
-        client, default_base_image(), image_requirements(original.manifest)
+        client.images.get(default_base_image()).id, image_requirements(original.manifest)
     )
     tags = (f"checkpoint2svc-bench/{case}:v1", f"checkpoint2svc-bench/{case}:v2")
     timed_build(original, tags[0])  # warm-up: fills the host's wheelhouse

@@ -185,11 +185,10 @@ def create_api(controller: Controller, token: str, shutdown: Any = None) -> Fast
             controller.store.node(node)  # raises naming an unknown node
         if body.get("allow_incompatible"):
             return alias
-        existing = [node for node, weight in (current.nodes if current else ()) if weight >= 0]
-        reference = existing or [alias.nodes[0][0]]
-        base = node_signature(controller.store.node(reference[0]).spec)
+        reference = (current or alias).nodes[0][0]  # the node the alias's clients know
+        base = node_signature(controller.store.node(reference).spec)
         for node, _ in alias.nodes:
-            if base is None or node in reference[:1]:
+            if base is None or node == reference:
                 continue
             candidate = node_signature(controller.store.node(node).spec)
             if candidate is None:
@@ -199,7 +198,7 @@ def create_api(controller: Controller, token: str, shutdown: Any = None) -> Fast
                 raise HTTPException(
                     409,
                     f"node {node} is not compatible with alias {alias.name} (served by "
-                    f"{reference[0]}):\n"
+                    f"{reference}):\n"
                     + "\n".join(differences)
                     + "\npass --allow-incompatible to point the alias at it anyway",
                 )

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from checkpoint2svc.backends.local import read_proc_stat
 from checkpoint2svc.control.home import ControllerInfo, Home
 from checkpoint2svc.errors import Checkpoint2SvcError
 
@@ -170,14 +171,5 @@ def _stop_gateway(home: Home) -> None:
 
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, exited but not yet reaped by its parent, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    stat = read_proc_stat(pid)
+    return stat is not None and stat.state not in ("Z", "X")

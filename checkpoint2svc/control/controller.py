@@ -27,6 +27,7 @@ from checkpoint2svc.backends.base import (
 )
 from checkpoint2svc.control.autoscaler import ScaleState, next_desired
 from checkpoint2svc.control.health import probe
+from checkpoint2svc.control.metrics import gateway_count, gateway_metrics, merge_metrics
 from checkpoint2svc.control.models import (
     Event,
     InstanceRecord,
@@ -41,7 +42,6 @@ from checkpoint2svc.gateway.config import (
     GatewayConfig,
     GatewayNode,
     GatewayServer,
-    backend_name,
 )
 from checkpoint2svc.gateway.haproxy import Gateway
 
@@ -90,7 +90,6 @@ class Controller:
         self._build_image = build_image
         self._backends: dict[str, InstanceBackend] = {}
         self.instances: dict[str, InstanceRecord] = {}
-        self._handles: dict[str, InstanceHandle] = {}
         self._scale: dict[str, ScaleState] = {}
         self._builds: dict[str, threading.Thread] = {}
         self._failed_builds: dict[str, str | None] = {}
@@ -139,14 +138,9 @@ class Controller:
             log.info("adopted the running gateway")
 
     def _track(self, handle: InstanceHandle, status: InstanceStatus) -> InstanceRecord:
-        record = InstanceRecord(
-            id=handle.instance_id, node=handle.node, backend=handle.backend, ref=handle.ref,
-            host=handle.host, http_port=handle.http_port, grpc_port=handle.grpc_port,
-            created_at=handle.created_at, status=status,
-        )  # fmt: skip
+        record = InstanceRecord(handle, status)
         with self._lock:
             self.instances[record.id] = record
-            self._handles[record.id] = handle
         return record
 
     # --- the loop -------------------------------------------------------------------------
@@ -165,13 +159,10 @@ class Controller:
 
     def in_flight(self, node: str) -> float:
         """Requests of ``node`` in the gateway right now (being served or queued)."""
-        total = 0
-        for proto in ("http", "grpc"):
-            row = self._stats.get((backend_name("node", node, proto), "BACKEND"), {})
-            for key in ("scur", "qcur"):
-                value = row.get(key, 0)
-                total += value if isinstance(value, int) else 0
-        return float(total)
+        stats = self._stats
+        return float(
+            gateway_count(stats, "node", node, "scur") + gateway_count(stats, "node", node, "qcur")
+        )
 
     def reconcile_once(self) -> None:
         try:
@@ -288,18 +279,16 @@ class Controller:
 
     def _stop_instance(self, record: InstanceRecord, why: str) -> None:
         record.status = InstanceStatus.DELETING
-        handle = self._handles[record.id]
         try:
             self._apply_gateway()  # out of the balancer before it stops
         except Checkpoint2SvcError as exc:  # stopping must not depend on the gateway
             log.warning("gateway not updated before stopping %s: %s", record.id, exc)
         self.event(record.node, f"stopping instance: {why}", record.id)
         try:
-            self.backend(record.backend).stop(handle)
+            self.backend(record.backend).stop(record.handle)
         finally:
             with self._lock:
                 self.instances.pop(record.id, None)
-                self._handles.pop(record.id, None)
 
     def _observe(self, row: NodeRow) -> None:
         spec = row.spec
@@ -307,7 +296,7 @@ class Controller:
         now = time.time()
         due = []
         for record in records:
-            run = self.backend(record.backend).status(self._handles[record.id])
+            run = self.backend(record.backend).status(record.handle)
             if run.state in (RunState.EXITED, RunState.MISSING):
                 tail = "\n".join(self.instance_logs(record.id, 20))
                 code = "" if run.exit_code is None else f" with code {run.exit_code}"
@@ -389,12 +378,11 @@ class Controller:
 
     def instance_logs(self, instance: str, tail: int = 100, follow: bool = False) -> Iterator[str]:
         with self._lock:
-            record, handle = self.instances[instance], self._handles[instance]
-        return self.backend(record.backend).logs(handle, tail, follow=follow)
+            record = self.instances[instance]
+        return self.backend(record.backend).logs(record.handle, tail, follow=follow)
 
     def metrics(self) -> str:
         """Every live instance's metrics, labelled by instance (see ``control.metrics``)."""
-        from checkpoint2svc.control.metrics import merge_metrics
 
         targets = []
         for row in self.store.nodes():
@@ -406,7 +394,7 @@ class Controller:
         merged = merge_metrics(zip((t[0] for t in targets), texts, strict=True))
         nodes = [row.name for row in self.store.nodes()]
         aliases = [alias.name for alias in self.store.aliases()]
-        return merged + gateway_metrics(nodes, self._stats) + alias_metrics(aliases, self._stats)
+        return merged + gateway_metrics(nodes, aliases, self._stats)
 
     # --- gateway --------------------------------------------------------------------------
     def gateway_config(self) -> GatewayConfig:
@@ -473,50 +461,3 @@ def scrape(url: str, timeout: float = 2.0) -> str:
     except httpx.HTTPError:
         return ""
     return response.text if response.status_code == 200 else ""
-
-
-def gateway_metrics(nodes: list[str], stats: dict[tuple[str, str], dict[str, int | str]]) -> str:
-    """What the gateway saw per node: responses by class, from HAProxy's counters."""
-    lines = [
-        "# HELP gateway_node_responses Responses the gateway passed back from a node's instances.",
-        "# TYPE gateway_node_responses counter",
-    ]
-    for node in nodes:
-        for proto in ("http", "grpc"):
-            row = stats.get((backend_name("node", node, proto), "BACKEND"), {})
-            for code in ("1xx", "2xx", "3xx", "4xx", "5xx"):
-                value = row.get(f"hrsp_{code}", 0)
-                count = value if isinstance(value, int) else 0
-                lines.append(
-                    f'gateway_node_responses_total{{node_id="{node}",protocol="{proto}",'
-                    f'code="{code}"}} {count}'
-                )
-    return "\n".join(lines) + "\n"
-
-
-def alias_metrics(aliases: list[str], stats: dict[tuple[str, str], dict[str, int | str]]) -> str:
-    """What the gateway saw per alias, from HAProxy's counters (the instances count the
-    ``alias_*`` families themselves, from the ``x-node-alias`` header the gateway sets)."""
-    requests = [
-        "# HELP gateway_alias_requests Requests the gateway routed through an alias.",
-        "# TYPE gateway_alias_requests counter",
-    ]
-    codes = [
-        "# HELP gateway_alias_responses Responses through an alias by status class.",
-        "# TYPE gateway_alias_responses counter",
-    ]
-    for alias in aliases:
-        total = 0
-        for code in ("1xx", "2xx", "3xx", "4xx", "5xx"):
-            count = 0
-            for proto in ("http", "grpc"):
-                value = stats.get((backend_name("alias", alias, proto), "BACKEND"), {}).get(
-                    f"hrsp_{code}", 0
-                )
-                count += value if isinstance(value, int) else 0
-            total += count
-            codes.append(
-                f'gateway_alias_responses_total{{alias_id="{alias}",code="{code}"}} {count}'
-            )
-        requests.append(f'gateway_alias_requests_total{{alias_id="{alias}"}} {total}')
-    return "\n".join(requests + codes) + "\n"

@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from checkpoint2svc.backends.base import InstanceHandle
 from checkpoint2svc.errors import Checkpoint2SvcError
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$")
@@ -136,16 +137,10 @@ class NodeSpec:
 
 @dataclass
 class InstanceRecord:
-    """What the controller knows of one instance; rebuilt from the backend after a restart."""
+    """What the controller knows of one instance: the backend's handle (rebuilt from the backend
+    after a restart) and what health checks found."""
 
-    id: str
-    node: str
-    backend: str
-    ref: str
-    host: str
-    http_port: int
-    grpc_port: int | None
-    created_at: float
+    handle: InstanceHandle
     status: InstanceStatus = InstanceStatus.CREATED
     passes: int = 0
     fails: int = 0
@@ -155,13 +150,37 @@ class InstanceRecord:
     """See ``controller.instance_version``."""
 
     @property
-    def endpoint(self) -> str:
-        return f"http://{self.host}:{self.http_port}"
+    def id(self) -> str:
+        return self.handle.instance_id
+
+    @property
+    def node(self) -> str:
+        return self.handle.node
+
+    @property
+    def backend(self) -> str:
+        return self.handle.backend
+
+    @property
+    def host(self) -> str:
+        return self.handle.host
+
+    @property
+    def http_port(self) -> int:
+        return self.handle.http_port
+
+    @property
+    def grpc_port(self) -> int | None:
+        return self.handle.grpc_port
+
+    @property
+    def created_at(self) -> float:
+        return self.handle.created_at
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["status"] = str(self.status)
-        return data
+        handle = data.pop("handle")
+        return {"id": handle.pop("instance_id"), **handle, **data, "status": str(self.status)}
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from checkpoint2svc.errors import BaseImageError
-from checkpoint2svc.image.engine import split_tag
+from checkpoint2svc.image.engine import Progress, split_tag
 
 if TYPE_CHECKING:
     import docker
@@ -29,8 +28,6 @@ PACKAGES = ("python3", "python3-venv")
 _SLIM = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 _VERSION_PROBE = 'import sys; print(*sys.version_info[:2], sep=".")'
 _APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
-
-Progress = Callable[[str], None]
 
 
 def default_base_image() -> str:

@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +29,7 @@ from checkpoint2svc.image.dockerfile import (
     render_dockerfile,
     render_requirements_dockerfile,
 )
-from checkpoint2svc.image.engine import docker_client, split_tag
+from checkpoint2svc.image.engine import Progress, docker_client, split_tag
 from checkpoint2svc.image.labels import PREFIX, ImageLabels, labels_for
 from checkpoint2svc.image.self_test import SelfTestReport, self_test_image
 from checkpoint2svc.image.wheelhouse import build_runtime_wheel, fill_wheelhouse, image_requirements
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     import docker
 
 REQUIREMENTS_REPOSITORY = "checkpoint2svc/requirements"
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -99,9 +98,8 @@ def _check_python(client: docker.DockerClient, base_image: str, checkpoint: Chec
         )
 
 
-def requirements_tag(client: docker.DockerClient, base_image: str, requirements: list[str]) -> str:
+def requirements_tag(base_id: str, requirements: list[str]) -> str:
     """The requirements image's tag: a hash of the base image's id and the pins."""
-    base_id = client.images.get(base_image).id
     key = hashlib.sha256("\n".join([base_id, *requirements]).encode()).hexdigest()[:16]
     return f"{REQUIREMENTS_REPOSITORY}:{key}"
 
@@ -117,8 +115,8 @@ def requirements_image(
     """The tag of the requirements image for these pins on this base; built when missing."""
     import docker as docker_sdk
 
-    tag = requirements_tag(client, base_image, requirements)
     base_id = client.images.get(base_image).id
+    tag = requirements_tag(base_id, requirements)
     try:
         client.images.get(tag)
         _say(progress, f"requirements: reusing {tag} ({len(requirements)} pinned distributions)")

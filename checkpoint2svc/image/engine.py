@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from checkpoint2svc.errors import DockerUnavailableError
 
 if TYPE_CHECKING:
     import docker
+
+Progress = Callable[[str], None]
+"""Where the image stage reports what it is doing, a line at a time (the CLI: stderr)."""
 
 START_HINT = (
     "start it (`sudo systemctl start docker`, or `sudo dockerd &` where there is no systemd; "

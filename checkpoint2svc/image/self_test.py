@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from checkpoint2svc.checkpoint.manifest import Manifest
 from checkpoint2svc.errors import ImageSelfTestError
+from checkpoint2svc.image.engine import Progress
 from checkpoint2svc.image.labels import GRPC_PORT, HTTP_PORT
 from checkpoint2svc.runtime.json_values import decode_json, encode_json
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 ROLE_LABEL = "org.checkpoint2svc.role"
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -128,20 +128,20 @@ def canonical_outputs(manifest: Manifest, outputs: dict[str, Any]) -> dict[str, 
     """Outputs in the manifest's example form (tensors as b64; whole doubles as ints)."""
     canonical = {}
     for variable in manifest.outputs:
-        served = _whole_numbers(outputs.get(variable.name))
+        served = whole_numbers(outputs.get(variable.name))
         value = decode_json(served, variable.type, variable.name)
         canonical[variable.name] = encode_json(value, variable.type, tensors="b64")
     return canonical
 
 
-def _whole_numbers(data: Any) -> Any:
+def whole_numbers(data: Any) -> Any:
     """google.protobuf.Struct carries every number as a double."""
     if isinstance(data, float) and data.is_integer():
         return int(data)
     if isinstance(data, list):
-        return [_whole_numbers(v) for v in data]
+        return [whole_numbers(v) for v in data]
     if isinstance(data, dict):
-        return {k: _whole_numbers(v) for k, v in data.items()}
+        return {k: whole_numbers(v) for k, v in data.items()}
     return data
 
 

@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 from checkpoint2svc.checkpoint.manifest import Manifest
 from checkpoint2svc.checkpoint.requirements import resolve_distributions
 from checkpoint2svc.errors import WheelhouseError
+from checkpoint2svc.image.engine import Progress
 
 # What checkpoint2svc.runtime imports inside an instance (not the authoring tools: nbclient,
 # jinja2, grpcio-tools, docker stay on the host).
@@ -30,8 +31,6 @@ RUNTIME_DISTRIBUTIONS = (
 )  # fmt: skip
 # PID 1 of the container: forwards signals to the server and reaps orphans, on any base image.
 IMAGE_TOOLS = ("dumb-init==1.2.5.post1",)
-
-Progress = Callable[[str], None]
 
 
 def default_wheelhouse() -> Path:

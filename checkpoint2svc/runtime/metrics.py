@@ -40,20 +40,15 @@ def _render(prefix: str, label: str, counts: dict[str, _RequestCounts]) -> list[
     what = "Requests served" if prefix == "node" else "Requests served through the alias"
     lines = [f"# HELP {prefix}_requests {what}.", f"# TYPE {prefix}_requests counter"]
     lines += [f'{prefix}_requests_total{{{label}="{v}"}} {c.count}' for v, c in counts.items()]
-    lines += [f"# HELP {prefix}_http_codes HTTP responses by status code.",
-              f"# TYPE {prefix}_http_codes counter"]  # fmt: skip
-    for value, c in counts.items():
-        lines += [
-            f'{prefix}_http_codes_total{{{label}="{value}",code="{code}"}} {n}'
-            for code, n in sorted(c.http_codes.items())
-        ]
-    lines += [f"# HELP {prefix}_grpc_codes gRPC responses by status code.",
-              f"# TYPE {prefix}_grpc_codes counter"]  # fmt: skip
-    for value, c in counts.items():
-        lines += [
-            f'{prefix}_grpc_codes_total{{{label}="{value}",code="{code}"}} {n}'
-            for code, n in sorted(c.grpc_codes.items())
-        ]
+    for protocol, family in (("HTTP", "http_codes"), ("gRPC", "grpc_codes")):
+        lines += [f"# HELP {prefix}_{family} {protocol} responses by status code.",
+                  f"# TYPE {prefix}_{family} counter"]  # fmt: skip
+        for value, c in counts.items():
+            by_code: Counter[int] | Counter[str] = getattr(c, family)
+            lines += [
+                f'{prefix}_{family}_total{{{label}="{value}",code="{code}"}} {n}'
+                for code, n in sorted(by_code.items())
+            ]
     lines += [f"# HELP {prefix}_request_durations Request durations in seconds.",
               f"# TYPE {prefix}_request_durations histogram"]  # fmt: skip
     for value, c in counts.items():

@@ -66,8 +66,11 @@ class ExecuteEndpoint:
             ],
         })  # fmt: skip
         await send({"type": "http.response.body", "body": payload})
-        alias = headers.get(b"x-node-alias", b"").decode("latin-1")
-        self.service.metrics.observe(time.perf_counter() - started, http_code=status, alias=alias)
+        alias = headers.get(b"x-node-alias")  # set by the gateway on alias traffic only
+        self.service.metrics.observe(
+            time.perf_counter() - started, http_code=status,
+            alias=alias.decode("latin-1") if alias else "",
+        )  # fmt: skip
 
     def _too_large(self, what: str) -> tuple[int, bytes]:
         message = f"{what} exceeds the limit of {self.service.limits.describe()} (--max-message-mb)"

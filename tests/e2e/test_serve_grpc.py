@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from grpc_status import rpc_status
 
 from checkpoint2svc.checkpoint import Checkpoint, Manifest
+from checkpoint2svc.image.self_test import whole_numbers
 from checkpoint2svc.runtime.json_values import decode_json, encode_json
 from tests.e2e.instance import Instance
 
@@ -62,17 +63,6 @@ def as_pinned(manifest: Manifest, outputs: dict[str, Any]) -> dict[str, Any]:
         v.name: encode_json(decode_json(outputs[v.name], v.type, v.name), v.type, tensors="b64")
         for v in manifest.outputs
     }
-
-
-def whole_numbers(data: Any) -> Any:
-    """Struct carries every number as a double; whole ones are ints again (as the server does)."""
-    if isinstance(data, float) and data.is_integer():
-        return int(data)
-    if isinstance(data, list):
-        return [whole_numbers(v) for v in data]
-    if isinstance(data, dict):
-        return {k: whole_numbers(v) for k, v in data.items()}
-    return data
 
 
 def list_form_inputs(manifest: Manifest) -> dict[str, Any]:
