@@ -17,6 +17,7 @@ EXAMPLE_PINS: dict[str, tuple[str, str, str]] = {
     "table": ("table.ipynb", "convert", "isolated"),
     "greeter": ("greeter.ipynb", "greet", "isolated"),
     "counter": ("counter.ipynb", "count", "isolated"),
+    "text": ("text.ipynb", "keywords", "isolated"),
     "counter-shared": ("counter.ipynb", "count", "shared"),
 }
 

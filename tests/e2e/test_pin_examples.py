@@ -33,6 +33,10 @@ EXPECTED_SIGNATURES = {
         {"message": "str", "scaled": "list[int]"},
     ),
     "counter": ({"step": "int"}, {"count": "int", "total": "int"}),
+    "text": (
+        {"text": "str"},
+        {"words": "int", "keywords": "list[str]", "summary": "str"},
+    ),
 }
 
 # Loads the checkpoint in a new interpreter, runs the cell `calls` times on the pinned example
@@ -85,6 +89,16 @@ def test_classifier_answers_new_inputs(pinned: dict[str, Checkpoint]) -> None:
     [virginica] = run_fresh(pinned["classifier"], inputs={"features": [6.7, 3.0, 5.2, 2.3]})
     assert virginica["label"] == "virginica"
     assert 0.5 < virginica["confidence"] <= 1.0
+
+
+def test_text_answers_new_inputs(pinned: dict[str, Checkpoint]) -> None:
+    text = "Notebooks are easy to write; notebooks are hard to serve. A service is easy to call!"
+    [out] = run_fresh(pinned["text"], inputs={"text": text})
+    assert out == {
+        "words": 16,
+        "keywords": ["easy", "notebooks", "call"],  # stopwords left out, ties alphabetical
+        "summary": "Notebooks are easy to write; notebooks are hard to serve.",
+    }
 
 
 def test_greeter_function_sees_its_global_and_the_request(pinned: dict[str, Checkpoint]) -> None:

@@ -23,7 +23,7 @@ from tests.e2e.instance import Instance
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = ["classifier", "image", "table", "greeter", "counter"]
+EXAMPLES = ["classifier", "image", "table", "greeter", "counter", "text"]
 NODE_EXECUTE = "yandex.cloud.datasphere.v1.NodeService"
 SIXTEEN_MIB = 16 * 1024 * 1024
 
