@@ -1,11 +1,13 @@
-"""The controller's commands: ``up``, ``down``, ``status`` and ``node ...`` (thin: parse, call the
-controller's API, print)."""
+"""The controller's commands: ``up``, ``down``, ``status``, ``node ...``, ``alias ...`` and
+``client`` (thin: parse, call the controller's API, print)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +255,71 @@ def cmd_alias(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_node(api: Any, name: str) -> tuple[str, dict[str, Any]]:
+    """Whether ``name`` is a ``"node"`` or an ``"alias"``, and the view of the node whose
+    checkpoint types its client: an alias's first node (the nodes of an alias share inputs and
+    outputs)."""
+    from checkpoint2svc.control.client import ControllerError
+
+    quoted = urllib.parse.quote(name, safe="")
+    try:
+        return "node", api.request("GET", f"/v1/nodes/{quoted}")
+    except ControllerError as exc:
+        if exc.status != 404:
+            raise
+    try:
+        alias = api.request("GET", f"/v1/aliases/{quoted}")
+    except ControllerError as exc:
+        if exc.status != 404:
+            raise
+        raise Checkpoint2SvcError(
+            f"no node or alias named {name!r}; `checkpoint2svc node list` and "
+            "`checkpoint2svc alias list` show them"
+        ) from None
+    first = urllib.parse.quote(alias["nodes"][0]["node"], safe="")
+    return "alias", api.request("GET", f"/v1/nodes/{first}")
+
+
+def _pip_path(path: Path) -> str:
+    """``path`` for ``pip install``: a relative one starts with ``./`` (else pip may take it for
+    a project's name on the index)."""
+    text = str(path)
+    return shlex.quote(text if path.is_absolute() or text.startswith(".") else f"./{text}")
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from checkpoint2svc.checkpoint import Checkpoint
+    from checkpoint2svc.codegen.client import example_program
+    from checkpoint2svc.codegen.context import write_client_package
+    from checkpoint2svc.errors import CheckpointError
+
+    api = _client(args)
+    kind, node = _client_node(api, args.name)
+    what = f"{kind} {args.name}" + (f" (its node {node['name']})" if kind == "alias" else "")
+    checkpoint = node["spec"]["checkpoint"]
+    if checkpoint is None:
+        raise Checkpoint2SvcError(
+            f"{what} runs the image {node['spec']['image']}, not a checkpoint: its client can "
+            "only be generated from the checkpoint that image was built from "
+            "(`checkpoint2svc generate CKPT -o DIR` writes it to DIR/client)"
+        )
+    try:
+        source = Checkpoint.open(checkpoint)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{what}: {exc}") from exc
+    out = Path(args.output)
+    package = write_client_package(source, out, force=args.force)
+    port = api.info.gateway_port
+    routing = {"node_id" if kind == "node" else "alias": args.name}
+    program = example_program(package, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", **routing)
+    print(f"wrote {package.package} (distribution {package.distribution}), the typed client of "
+          f"{what}, into {out}")  # fmt: skip
+    print(f"  install it: pip install {_pip_path(out)}")
+    print(f"  call {kind} {args.name} through the gateway (REST and gRPC on port {port}):\n")
+    print("\n".join(f"    {line}" if line else "" for line in program))
+    return 0
+
+
 def _node_settings(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--checkpoint", metavar="CKPT", help="serve this checkpoint (its image is built)")
@@ -313,6 +380,17 @@ def add_control_commands(commands: Any) -> None:
     down.set_defaults(func=cmd_down)
     commands.add_parser("status", parents=[home], help="the controller and its nodes"
                         ).set_defaults(func=cmd_status)  # fmt: skip
+    client = commands.add_parser(
+        "client", parents=[home],
+        help="write the typed Python client package of a node or an alias",
+        description="Write the generated Python client package (REST and gRPC, typed by the "
+        "checkpoint's inputs and outputs) of a node, or of an alias's nodes, into DIR; "
+        "`pip install DIR` installs it.",
+    )  # fmt: skip
+    client.add_argument("name", metavar="NAME", help="a node or an alias")
+    client.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    client.add_argument("--force", action="store_true", help="replace an existing directory")
+    client.set_defaults(func=cmd_client)
 
     node = commands.add_parser("node", help="create and manage nodes (groups of instances)")
     verbs = node.add_subparsers(dest="verb", required=True, metavar="VERB")

@@ -336,6 +336,17 @@ def _docstring_text(text: str) -> str:
     return safe.replace('"' * 3, "'" * 3)
 
 
+def _usage(
+    client_class: str, arguments: str, example: tuple[str, ...], asynchronous: bool = False
+) -> tuple[str, ...]:
+    """``with Client(arguments) as client:`` and the example call inside it."""
+    return (
+        f"{'async ' * asynchronous}with {client_class}({arguments}) as client:",
+        f"{INDENT}output = {'await ' * asynchronous}client.{example[0]}",
+        *(f"{INDENT}{line}" for line in example[1:]),
+    )
+
+
 def _clients(
     protocol: str, runtime: str, address: str, example: tuple[str, ...]
 ) -> tuple[ClientClass, ...]:
@@ -343,11 +354,7 @@ def _clients(
     classes = []
     for asynchronous in (False, True):
         prefix = "Async" if asynchronous else ""
-        usage = (
-            f"{'async ' * asynchronous}with {prefix}{protocol}Client({address}) as client:",
-            f"{INDENT}output = {'await ' * asynchronous}client.{example[0]}",
-            *(f"{INDENT}{line}" for line in example[1:]),
-        )
+        usage = _usage(f"{prefix}{protocol}Client", address, example, asynchronous)
         how = "with asyncio" if asynchronous else "blocking"
         classes.append(
             ClientClass(
@@ -520,8 +527,25 @@ def render_client(model: ClientPackage) -> dict[str, str]:
     return rendered
 
 
-def write_client(manifest: Manifest, names: ServiceNames, proto: Path, out_dir: Path) -> None:
-    """Write the client package of ``manifest``'s service (typed by ``proto``) into ``out_dir``."""
+def example_program(
+    model: ClientPackage, rest_url: str, grpc_target: str, **options: str
+) -> tuple[str, ...]:
+    """The lines of a short program that calls the service on the pinned example inputs with the
+    blocking clients and prints the outputs; ``options`` are more arguments of both clients'
+    constructors, e.g. ``node_id="greeter"`` for a gateway."""
+    more = "".join(f", {key}={literal(value)}" for key, value in options.items())
+    lines = [f"from {model.package} import GrpcClient, RestClient", ""]
+    for name, address in (("RestClient", rest_url), ("GrpcClient", grpc_target)):
+        lines += _usage(name, f"{literal(address)}{more}", model.example_call)
+        lines.append(f"{INDENT}print(output)")
+    return tuple(lines)
+
+
+def write_client(
+    manifest: Manifest, names: ServiceNames, proto: Path, out_dir: Path
+) -> ClientPackage:
+    """Write the client package of ``manifest``'s service (typed by ``proto``) into ``out_dir``;
+    return its model (``package`` is the name to import)."""
     model = build_client_model(manifest, names)
     for path, text in render_client(model).items():
         target = out_dir / path
@@ -530,3 +554,4 @@ def write_client(manifest: Manifest, names: ServiceNames, proto: Path, out_dir: 
     stubs = out_dir / model.package / PROTO_DIR
     compile_shared_protos(stubs)
     compile_protos(proto, stubs)
+    return model
