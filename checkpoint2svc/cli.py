@@ -324,8 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     base.set_defaults(func=cmd_base_image)
 
     from checkpoint2svc.cli_control import add_control_commands
+    from checkpoint2svc.cli_deploy import add_deploy_commands
 
     add_control_commands(commands)
+    add_deploy_commands(commands, _names)
     return parser
 
 

@@ -48,6 +48,13 @@ class _SpecsWithThisPython(KernelSpecManager):
         return super().get_kernel_spec(kernel_name)
 
 
+def kernel_manager(kernel_name: str | None = None) -> AsyncKernelManager:
+    """A manager of the kernel ``kernel_name``; None: one on this process's interpreter."""
+    return AsyncKernelManager(
+        kernel_name=kernel_name or THIS_PYTHON, kernel_spec_manager=_SpecsWithThisPython()
+    )
+
+
 def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
@@ -90,7 +97,7 @@ def kernel_session(
 ) -> Iterator[KernelSession]:
     """Start a kernel whose working directory is ``directory``; shut it down on exit."""
     name = kernel_name or THIS_PYTHON
-    manager = AsyncKernelManager(kernel_name=name, kernel_spec_manager=_SpecsWithThisPython())
+    manager = kernel_manager(name)
     client = NotebookClient(
         nbformat.v4.new_notebook(),  # type: ignore[no-untyped-call]
         km=manager,

@@ -109,6 +109,11 @@ def _main_namespace() -> tuple[types.ModuleType, dict[str, Any], set[str]]:
     return main, namespace, hidden
 
 
+def kernel_namespace() -> dict[str, Any]:
+    """The globals of the notebook's user code (IPython's ``user_ns``)."""
+    return _main_namespace()[1]
+
+
 def _is_internal(name: str, hidden: set[str]) -> bool:
     return (
         name in hidden
@@ -317,7 +322,9 @@ def _type_of(
     return infer_type(value, name, warn)
 
 
-def _capture(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def capture_into(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Capture the state into ``out_dir``, run the cell once on the live namespace, and return
+    the signature, examples and requirements (raises :class:`Checkpoint2SvcError`)."""
     main, namespace, hidden = _main_namespace()
     source: str = request["python_source"]
     if "get_ipython()" in source:
@@ -400,7 +407,7 @@ def capture(request_path: str) -> None:
     out_dir = request_file.parent
     request = json.loads(request_file.read_text(encoding="utf-8"))
     try:
-        result: dict[str, Any] = {"ok": _capture(request, out_dir)}
+        result: dict[str, Any] = {"ok": capture_into(request, out_dir)}
     except Checkpoint2SvcError as exc:
         result = {
             "error": {

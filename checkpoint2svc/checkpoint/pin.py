@@ -7,7 +7,8 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,56 @@ def _commit(staging: Path, out_dir: Path) -> None:
         staging.rename(out_dir)
 
 
+@contextmanager
+def staged_checkpoint(out_dir: Path, force: bool) -> Iterator[Path]:
+    """A staging directory beside ``out_dir``, moved into place only if the block succeeds."""
+    staging = _prepare_output(out_dir, force)
+    try:
+        yield staging
+        _commit(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_manifest(
+    staging: Path,
+    captured: dict[str, Any],
+    *,
+    name: str,
+    notebook: str,
+    notebook_sha256: str,
+    cell: TargetCell,
+    mode: ExecutionMode,
+    warn: Callable[[str], None],
+) -> Manifest:
+    """The manifest of what the kernel side captured into ``staging`` (written there too)."""
+    from checkpoint2svc import __version__
+
+    for message in captured["warnings"]:
+        warn(f"warning: {message}")
+    manifest = Manifest(
+        name=service_name(name),
+        notebook=notebook,
+        notebook_sha256=notebook_sha256,
+        cell=cell,
+        inputs=[Variable.from_dict(v) for v in captured["inputs"]],
+        outputs=[Variable.from_dict(v) for v in captured["outputs"]],
+        mode=mode,
+        python_version=captured["python_version"],
+        requirements=captured["requirements"],
+        state=[StateVariable(s["name"], s["type"], s["size"]) for s in captured["state"]],
+        excluded=captured["excluded"],
+        copy_per_call=captured["copy_per_call"],
+        files={STATE_NAME: sha256_file(staging / STATE_NAME)},
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        checkpoint2svc_version=__version__,
+        warnings=captured["warnings"],
+    )
+    manifest.write(staging)
+    return manifest
+
+
 def _raise_kernel_error(error: dict[str, Any]) -> None:
     cls = getattr(errors, error["class"], errors.Checkpoint2SvcError)
     if cls is errors.CellExecutionError:
@@ -96,8 +147,6 @@ def pin_notebook(
     warn: Callable[[str], None] = _stderr,
 ) -> Checkpoint:
     """Pin ``selector``'s cell of a notebook into a checkpoint directory and return it."""
-    from checkpoint2svc import __version__
-
     notebook_path = Path(notebook_path)
     notebook, notebook_sha = read_notebook(notebook_path)
     target = select_cell(notebook, selector)
@@ -111,16 +160,22 @@ def pin_notebook(
         name = target.by_tag or notebook_path.stem
     out_dir = Path(out_dir or f"{service_name(name)}.ckpt")
 
-    staging = _prepare_output(out_dir, force)
-    try:
-        request = {
-            "python_source": python_source,
-            "parameters_source": to_python(params.source) if params is not None else None,
-            "inputs": inputs,
-            "outputs": outputs,
-            "strict": strict,
-            "label": f"the target {describe_cell(target.index, target.cell)}",
-        }
+    request = {
+        "python_source": python_source,
+        "parameters_source": to_python(params.source) if params is not None else None,
+        "inputs": inputs,
+        "outputs": outputs,
+        "strict": strict,
+        "label": f"the target {describe_cell(target.index, target.cell)}",
+    }
+    cell = TargetCell(
+        id=str(target.cell.get("id", "")),
+        index=target.index,
+        source=target.cell.source,
+        python_source=python_source,
+        tags=tuple(target.cell.get("metadata", {}).get("tags", [])),
+    )
+    with staged_checkpoint(out_dir, force) as staging:
         request_path = staging / "request.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
         with kernel_session(notebook_path.resolve().parent, kernel_name, timeout) as session:
@@ -140,40 +195,12 @@ def pin_notebook(
                     ) from exc
                 raise
         result = json.loads((staging / RESULT_NAME).read_text(encoding="utf-8"))
-        if "error" in result:
-            _raise_kernel_error(result["error"])
-        captured = result["ok"]
-        for message in captured["warnings"]:
-            warn(f"warning: {message}")
         request_path.unlink()
         (staging / RESULT_NAME).unlink()
-        manifest = Manifest(
-            name=service_name(name),
-            notebook=notebook_path.name,
-            notebook_sha256=notebook_sha,
-            cell=TargetCell(
-                id=str(target.cell.get("id", "")),
-                index=target.index,
-                source=target.cell.source,
-                python_source=python_source,
-                tags=tuple(target.cell.get("metadata", {}).get("tags", [])),
-            ),
-            inputs=[Variable.from_dict(v) for v in captured["inputs"]],
-            outputs=[Variable.from_dict(v) for v in captured["outputs"]],
-            mode=mode,
-            python_version=captured["python_version"],
-            requirements=captured["requirements"],
-            state=[StateVariable(s["name"], s["type"], s["size"]) for s in captured["state"]],
-            excluded=captured["excluded"],
-            copy_per_call=captured["copy_per_call"],
-            files={STATE_NAME: sha256_file(staging / STATE_NAME)},
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-            checkpoint2svc_version=__version__,
-            warnings=captured["warnings"],
-        )
-        manifest.write(staging)
-        _commit(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        if "error" in result:
+            _raise_kernel_error(result["error"])
+        manifest = write_manifest(
+            staging, result["ok"], name=name, notebook=notebook_path.name,
+            notebook_sha256=notebook_sha, cell=cell, mode=mode, warn=warn,
+        )  # fmt: skip
     return Checkpoint(out_dir, manifest)

@@ -33,6 +33,7 @@ def node_view(controller: Controller, row: NodeRow, events: int = 10) -> dict[st
         "status": str(row.status),
         "suspended": row.suspended,
         "image": row.image or row.spec.image or "",
+        "version": controller.desired_version(row),
         "spec": row.spec.to_dict(),
         "endpoint": {
             "rest": f"http://127.0.0.1:{controller.gateway_port}/datasphere/v1/nodes/"
@@ -96,8 +97,8 @@ def create_api(controller: Controller, token: str, shutdown: Any = None) -> Fast
         return [node_view(controller, row, events=0) for row in controller.store.nodes()]
 
     @app.get("/v1/nodes/{name}", dependencies=guard)
-    def get_node(name: str) -> dict[str, Any]:
-        return node_view(controller, controller.store.node(name))
+    def get_node(name: str, events: int = 10) -> dict[str, Any]:
+        return node_view(controller, controller.store.node(name), events)
 
     @app.patch("/v1/nodes/{name}", dependencies=guard)
     def update_node(name: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -207,6 +207,14 @@ class Controller:
         row = self.store.node(node)
         return instance_version(row.spec, row.spec.image or row.image)
 
+    def desired_version(self, row: NodeRow) -> str | None:
+        """The version the node's instances are being brought to; None while its image builds.
+        A rollout is over when every instance runs it."""
+        spec = row.spec
+        if spec.backend == "docker" and spec.image is None and not row.image:
+            return None
+        return instance_version(spec, spec.image or row.image)
+
     def _scale_and_roll(self, spec: NodeSpec, image: str, desired: int) -> None:
         """Reach ``desired`` instances of the current version; replace instances of an older
         version (image, checkpoint or settings) without a gap: at most ``maintenance_limit``

@@ -79,7 +79,12 @@ def controller(tmp_path: Path) -> Iterator[Controller]:
 
 
 def _remove_node_images() -> None:
-    """A real controller keeps the images it built as a cache; a test leaves nothing behind."""
+    remove_node_images(*(f"{node}:" for node in BUILT_NODES))
+
+
+def remove_node_images(*prefixes: str) -> None:
+    """A real controller keeps the images it built as a cache; a test leaves nothing behind:
+    removes the node images whose name starts with one of ``prefixes``."""
     import docker
 
     from checkpoint2svc.errors import DockerUnavailableError
@@ -89,9 +94,9 @@ def _remove_node_images() -> None:
         client = docker_client()
     except DockerUnavailableError:
         return
-    for node in BUILT_NODES:
-        for image in client.images.list(name=f"checkpoint2svc-node/{node}"):
-            for tag in image.tags:
+    for image in client.images.list(name="checkpoint2svc-node/*"):
+        for tag in image.tags:
+            if tag.removeprefix("checkpoint2svc-node/").startswith(prefixes):
                 with contextlib.suppress(docker.errors.APIError):
                     client.images.remove(tag, force=True)
 

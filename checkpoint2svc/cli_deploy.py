@@ -1,0 +1,158 @@
+"""``checkpoint2svc deploy`` and ``undeploy``: pin, build, node and alias in one command (thin:
+parse, call ``checkpoint2svc.deploy``, print)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, Home, default_home
+
+
+def _home(args: argparse.Namespace) -> Home:
+    return Home(Path(args.home) if args.home else default_home())
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
+    from checkpoint2svc.deploy.deployer import Deployer, DeploySettings
+
+    settings = DeploySettings(
+        name=args.name,
+        alias=args.alias,
+        weight=args.weight,
+        backend="local" if args.local else args.backend,
+        min_instances=args.min,
+        max_instances=args.max,
+        allow_incompatible=args.allow_incompatible,
+        timeout_s=args.timeout,
+    ).validate()
+    deployer = Deployer(_home(args), _progress, api_port=args.port, gateway_port=args.gateway_port)
+    source = Path(args.notebook)
+    with tempfile.TemporaryDirectory(prefix="checkpoint2svc-deploy-") as scratch:
+        if source.is_dir():
+            checkpoint = Checkpoint.open(source)
+        else:
+            if args.cell is None:
+                raise argparse.ArgumentTypeError("--cell is required to deploy a notebook")
+            _progress(f"pinning {source} at cell {args.cell}")
+            checkpoint = pin_notebook(
+                source,
+                args.cell,
+                Path(scratch) / "checkpoint",
+                inputs=args.inputs,
+                outputs=args.outputs,
+                mode=args.mode,
+                name=args.name,
+                kernel_name=args.kernel,
+                progress=_progress,
+            )
+        deployment = deployer.deploy(checkpoint, settings)
+    print("\n".join(deployment.summary()))
+    return 0
+
+
+def cmd_undeploy(args: argparse.Namespace) -> int:
+    from checkpoint2svc.deploy.deployer import Deployer
+
+    for line in Deployer(_home(args), _progress, start=False).undeploy(args.name):
+        print(line)
+    return 0
+
+
+def add_deploy_commands(commands: Any, names: Any) -> None:
+    """Register ``deploy`` and ``undeploy``; ``names`` parses ``--inputs a,b``."""
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument(
+        "--home",
+        metavar="DIR",
+        help="the controller's home (default $CHECKPOINT2SVC_HOME or ~/.checkpoint2svc)",
+    )
+    deploy = commands.add_parser(
+        "deploy",
+        parents=[home],
+        help="pin a notebook cell, build it and run it as a node (behind an alias), in one step",
+        description="Pin NOTEBOOK at --cell (or take a checkpoint directory), then create or "
+        "update the node NAME and wait until it is Healthy; the image is built by the "
+        "controller (docker backend) or the checkpoint served as local processes (local "
+        "backend). With --alias, every version is its own node NAME-<version>: the alias "
+        "switches to it once it is Healthy and the previous version is deleted. Running it "
+        "again with nothing changed changes nothing. Starts the controller if it is not running.",
+    )
+    deploy.add_argument("notebook", help="a notebook (.ipynb) or a checkpoint directory")
+    deploy.add_argument(
+        "--cell",
+        metavar="SELECTOR",
+        help="the cell to serve: a tag, a cell id or #N (N-th code cell)",
+    )
+    deploy.add_argument("--name", required=True, help="the node's name (lowercase, digits, -)")
+    deploy.add_argument("--alias", metavar="ALIAS", help="the stable endpoint to point at it")
+    deploy.add_argument(
+        "--weight",
+        type=int,
+        default=100,
+        metavar="N",
+        help="percent of the alias's traffic for this version (default 100; "
+        "below 100 the previous versions keep the rest: a canary)",
+    )
+    deploy.add_argument("--inputs", type=names, metavar="A,B", help="the cell's inputs")
+    deploy.add_argument("--outputs", type=names, metavar="X,Y", help="the cell's outputs")
+    deploy.add_argument(
+        "--mode",
+        choices=["isolated", "shared"],
+        default="isolated",
+        help="isolated: every call starts from the pinned state (default); "
+        "shared: calls share one state",
+    )
+    deploy.add_argument("--kernel", metavar="NAME", help="the Jupyter kernel to pin with")
+    deploy.add_argument("--min", type=int, default=1, help="minimum instances (default 1)")
+    deploy.add_argument("--max", type=int, help="maximum instances (default: --min)")
+    backend = deploy.add_mutually_exclusive_group()
+    backend.add_argument(
+        "--backend",
+        choices=["docker", "local"],
+        help="where instances run (default: docker when an engine answers)",
+    )
+    backend.add_argument("--local", action="store_true", help="the same as --backend local")
+    deploy.add_argument(
+        "--allow-incompatible",
+        action="store_true",
+        help="deploy even if inputs or outputs changed for existing clients",
+    )
+    deploy.add_argument(
+        "--timeout",
+        type=float,
+        default=900,
+        metavar="SECONDS",
+        help="how long to wait for the node to be Healthy (default 900)",
+    )
+    deploy.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_API_PORT,
+        help="the controller's API port, if it has to be started",
+    )
+    deploy.add_argument(
+        "--gateway-port",
+        type=int,
+        default=DEFAULT_GATEWAY_PORT,
+        help="the gateway's port, if the controller has to be started",
+    )
+    deploy.set_defaults(func=cmd_deploy)
+
+    undeploy = commands.add_parser(
+        "undeploy",
+        parents=[home],
+        help="delete what `deploy --name NAME` created",
+        description="Delete the node NAME (or its versions NAME-<version>) and the aliases left "
+        "without a node; an alias that also routes to other nodes keeps those.",
+    )
+    undeploy.add_argument("name", help="the --name given to deploy")
+    undeploy.set_defaults(func=cmd_undeploy)

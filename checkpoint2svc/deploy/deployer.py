@@ -1,0 +1,524 @@
+"""Deploy a checkpoint as a node (and point an alias at it) through the controller's API.
+
+Idempotent: a checkpoint is stored in the controller's home under its *fingerprint* (what the
+service does: cell, state, signature, examples, requirements, mode; not when or where it was
+pinned), so deploying the same thing again changes nothing. A new version either updates the
+node in place (a rolling update) or, behind an alias, becomes a node of its own named
+``NAME-<version>``: the alias switches to it once it is Healthy and the old one is retired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from checkpoint2svc.checkpoint.checkpoint import Checkpoint
+from checkpoint2svc.checkpoint.manifest import Manifest
+from checkpoint2svc.control.client import ControllerClient, ControllerError, start_controller
+from checkpoint2svc.control.compat import signature_differences
+from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, Home
+from checkpoint2svc.control.models import NAME
+from checkpoint2svc.errors import Checkpoint2SvcError
+
+Progress = Callable[[str], None]
+Backend = Literal["docker", "local"]
+
+CHECKPOINTS_DIR = "checkpoints"
+VERSION_LENGTH = 8
+MAX_CRASHES = 3
+"""Instance exits during a rollout after which the deploy gives up (the node keeps retrying)."""
+
+
+class DeployError(Checkpoint2SvcError):
+    """A deployment could not finish; what already served keeps serving."""
+
+
+def fingerprint(manifest: Manifest) -> str:
+    """What the service does, independent of when and from which file it was pinned."""
+    data = manifest.to_dict()
+    essential = {
+        key: data[key]
+        for key in ("name", "inputs", "outputs", "mode", "python_version", "requirements",
+                    "copy_per_call", "files", "checkpoint2svc_version")
+    }  # fmt: skip
+    essential["cell"] = manifest.cell.python_source
+    text = json.dumps(essential, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def version_node_name(name: str, manifest: Manifest, backend: str) -> str:
+    """The node of one version of ``name`` behind an alias: ``name-<8 hex>``."""
+    digest = hashlib.sha256(f"{fingerprint(manifest)}:{backend}".encode()).hexdigest()
+    return f"{name}-{digest[:VERSION_LENGTH]}"
+
+
+def is_version_of(node: str, name: str) -> bool:
+    return re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{{VERSION_LENGTH}}}", node) is not None
+
+
+def split_weights(others: list[tuple[str, int]], share: int) -> list[tuple[str, int]]:
+    """Scale the other nodes' weights to add up to ``share`` (largest remainders get the
+    rounding), keeping their proportions; nodes left with 0 are dropped."""
+    total = sum(weight for _, weight in others)
+    if share <= 0 or not others:
+        return []
+    if total == 0:
+        others, total = [(node, 1) for node, _ in others], len(others)
+    exact = [(node, weight * share / total) for node, weight in others]
+    scaled = {node: int(value) for node, value in exact}
+    left = share - sum(scaled.values())
+    by_remainder = sorted(exact, key=lambda item: item[1] - int(item[1]), reverse=True)
+    for node, _ in by_remainder[:left]:
+        scaled[node] += 1
+    return [(node, scaled[node]) for node, _ in others if scaled[node] > 0]
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    name: str
+    """The node's name, or behind an alias the prefix of its versions' nodes."""
+    alias: str | None = None
+    weight: int = 100
+    """The new version's percentage of the alias; below 100 the others keep the rest."""
+    backend: Backend | None = None
+    """None: docker when an engine answers, else local."""
+    min_instances: int = 1
+    max_instances: int | None = None
+    allow_incompatible: bool = False
+    timeout_s: float = 900.0
+
+    def validate(self) -> DeploySettings:
+        longest = 63 - (VERSION_LENGTH + 1 if self.alias else 0)
+        if not NAME.match(self.name) or len(self.name) > longest:
+            raise DeployError(
+                f"name {self.name!r} is invalid: use 1-{longest} lowercase letters, digits and "
+                "hyphens, starting with a letter"
+                + (" (behind an alias a version suffix is added)" if self.alias else "")
+            )
+        if self.alias is not None and not NAME.match(self.alias):
+            raise DeployError(
+                f"alias {self.alias!r} is invalid: use 1-63 lowercase letters, digits and "
+                "hyphens, starting with a letter"
+            )
+        if not 1 <= self.weight <= 100:
+            raise DeployError(f"--weight {self.weight} is not a percentage from 1 to 100")
+        if self.max_instances is not None and self.max_instances < self.min_instances:
+            raise DeployError(f"--min {self.min_instances} is greater than --max "
+                              f"{self.max_instances}")  # fmt: skip
+        return self
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return self.min_instances, max(self.max_instances or 0, self.min_instances, 1)
+
+
+@dataclass
+class Deployment:
+    """What a deploy did and where the service answers."""
+
+    name: str
+    node: str
+    alias: str | None
+    manifest: Manifest
+    gateway_port: int
+    status: str
+    actions: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+    @property
+    def route(self) -> tuple[str, str]:
+        """Where requests go: ("aliases", alias) or ("nodes", node)."""
+        return ("aliases", self.alias) if self.alias else ("nodes", self.node)
+
+    @property
+    def rest_url(self) -> str:
+        kind, name = self.route
+        return f"http://127.0.0.1:{self.gateway_port}/datasphere/v1/{kind}/{name}:execute"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.gateway_port}"
+
+    @property
+    def grpc_metadata(self) -> tuple[str, str]:
+        return ("x-node-alias", self.alias) if self.alias else ("x-node-id", self.node)
+
+    def example_input(self) -> dict[str, Any]:
+        return {v.name: v.example for v in self.manifest.inputs}
+
+    def curl(self) -> str:
+        body = json.dumps({"input": self.example_input()}, separators=(", ", ": "))
+        return (
+            f"curl -s -X POST {self.rest_url} \\\n"
+            f"     -H 'content-type: application/json' -d '{body}'"
+        )
+
+    def python(self) -> str:
+        """A program calling the service with its generated client (``checkpoint2svc client``
+        writes the package)."""
+        from checkpoint2svc.codegen.client import build_client_model, example_program
+        from checkpoint2svc.codegen.context import service_names
+
+        key, target = ("alias", self.alias) if self.alias else ("node_id", self.node)
+        model = build_client_model(self.manifest, service_names(self.manifest))
+        base_url = f"http://127.0.0.1:{self.gateway_port}"
+        lines = example_program(model, base_url, self.grpc_target, **{key: target})
+        package = f"{target}-client"
+        setup = f"# checkpoint2svc client {target} -o {package} && pip install ./{package}"
+        return "\n".join((setup, *lines))
+
+    def summary(self) -> list[str]:
+        what = "; ".join(self.actions) if self.actions else "nothing changed"
+        served = f"alias {self.alias} -> node {self.node}" if self.alias else f"node {self.node}"
+        meta_key, meta_value = self.grpc_metadata
+        return [
+            f"{served}: {self.status} ({what})",
+            f"  REST: {self.rest_url}",
+            f"  gRPC: {self.grpc_target} (metadata {meta_key}: {meta_value})",
+        ]
+
+
+class Deployer:
+    """Deploys checkpoints through one controller (started if it is not running)."""
+
+    def __init__(
+        self,
+        home: Home,
+        progress: Progress = print,
+        start: bool = True,
+        api_port: int = DEFAULT_API_PORT,
+        gateway_port: int = DEFAULT_GATEWAY_PORT,
+    ) -> None:
+        self.home = home
+        self.progress = progress
+        self.client = self._connect(start, api_port, gateway_port)
+
+    def _connect(self, start: bool, api_port: int, gateway_port: int) -> ControllerClient:
+        from checkpoint2svc.control.client import ControllerNotRunningError
+
+        try:
+            client = ControllerClient(self.home)
+            client.request("GET", "/v1/status")
+            return client
+        except ControllerNotRunningError:
+            if not start:
+                raise
+        self.progress(f"starting the controller of {self.home.root}")
+        info = start_controller(self.home, api_port, gateway_port)
+        self.progress(f"controller running (API {info.api_url}, gateway port {info.gateway_port})")
+        return ControllerClient(self.home)
+
+    # --- reading the controller -----------------------------------------------------------------
+    def _get(self, kind: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.client.request("GET", f"/v1/{kind}/{name}")
+        except ControllerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    @property
+    def gateway_port(self) -> int:
+        return self.client.info.gateway_port
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    def store(self, checkpoint: Checkpoint) -> Checkpoint:
+        """The checkpoint's copy in the controller's home, under its fingerprint (reused if
+        there: the same version is the same directory, so nodes see no change)."""
+        checkpoint.verify()
+        root = self.home.root / CHECKPOINTS_DIR
+        target = root / fingerprint(checkpoint.manifest)[:16]
+        if not (target / "manifest.json").is_file():
+            root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".store.", dir=root))
+            try:
+                shutil.copytree(checkpoint.path, staging, dirs_exist_ok=True)
+                shutil.rmtree(target, ignore_errors=True)
+                staging.rename(target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        return Checkpoint.open(target)
+
+    def prune_checkpoints(self) -> None:
+        """Remove stored checkpoints that no node uses any more."""
+        root = self.home.root / CHECKPOINTS_DIR
+        if not root.is_dir():
+            return
+        used = {
+            Path(node["spec"]["checkpoint"]).resolve()
+            for node in self.client.request("GET", "/v1/nodes")
+            if node["spec"]["checkpoint"]
+        }
+        for directory in root.iterdir():
+            if directory.is_dir() and directory.resolve() not in used:
+                shutil.rmtree(directory, ignore_errors=True)
+
+    # --- deploying ------------------------------------------------------------------------------
+    def deploy(self, checkpoint: Checkpoint, settings: DeploySettings) -> Deployment:
+        settings.validate()
+        stored = self.store(checkpoint)
+        if settings.alias is None:
+            deployment = self._deploy_in_place(stored, settings)
+        else:
+            deployment = self._deploy_behind_alias(stored, settings, settings.alias)
+        self.prune_checkpoints()
+        return deployment
+
+    def _backend(self, settings: DeploySettings) -> Backend:
+        if settings.backend is not None:
+            return settings.backend
+        from checkpoint2svc.backends.base import default_backend_name
+
+        return default_backend_name()  # type: ignore[return-value]
+
+    def _deploy_in_place(self, stored: Checkpoint, settings: DeploySettings) -> Deployment:
+        name = settings.name
+        deployment = Deployment(name, name, None, stored.manifest, self.gateway_port, "")
+        current = self._get("nodes", name)
+        low, high = settings.bounds
+        if current is None:
+            self._create_node(name, stored, settings)
+            deployment.actions.append(f"created node {name}")
+        else:
+            spec = current["spec"]
+            if settings.backend is not None and spec["backend"] != settings.backend:
+                raise DeployError(
+                    f"node {name} runs on the {spec['backend']} backend, not "
+                    f"{settings.backend}; deploy under another name, or `checkpoint2svc "
+                    f"node delete {name}` first"
+                )
+            changes: dict[str, Any] = {}
+            if spec["checkpoint"] != str(stored.path):
+                self._check_compatible(current, stored.manifest, settings, f"node {name}")
+                changes["checkpoint"] = str(stored.path)
+            if (spec["min_instances"], spec["max_instances"]) != (low, high):
+                changes.update(min_instances=low, max_instances=high)
+            if changes:
+                self.client.request("PATCH", f"/v1/nodes/{name}", json=changes)
+                deployment.actions.append(
+                    f"rolled out a new version to node {name}"
+                    if "checkpoint" in changes
+                    else f"rescaled node {name} to {low}-{high} instances"
+                )
+            if current["suspended"]:
+                self.client.request("POST", f"/v1/nodes/{name}:resume")
+                deployment.actions.append(f"resumed node {name}")
+        deployment.status = self._wait_rollout(name, settings)
+        return deployment
+
+    def _deploy_behind_alias(
+        self, stored: Checkpoint, settings: DeploySettings, alias_name: str
+    ) -> Deployment:
+        backend = self._backend(settings)
+        node = version_node_name(settings.name, stored.manifest, backend)
+        deployment = Deployment(
+            settings.name, node, alias_name, stored.manifest, self.gateway_port, ""
+        )
+        alias = self._get("aliases", alias_name)
+        current = [(n["node"], n["weight"]) for n in alias["nodes"]] if alias else []
+        others = [(n, w) for n, w in current if n != node]
+        target = [(node, settings.weight), *split_weights(others, 100 - settings.weight)]
+        if not others:
+            target = [(node, 100)]
+        if alias is not None and others:
+            reference = self._get("nodes", current[0][0])
+            if reference is not None and current[0][0] != node:
+                self._check_compatible(reference, stored.manifest, settings, f"alias {alias_name}")
+        existing = self._get("nodes", node)
+        low, high = settings.bounds
+        if existing is None:
+            self._create_node(node, stored, settings, backend)
+            deployment.actions.append(f"created node {node}")
+        elif (existing["spec"]["min_instances"], existing["spec"]["max_instances"]) != (low, high):
+            self.client.request(
+                "PATCH", f"/v1/nodes/{node}", json={"min_instances": low, "max_instances": high}
+            )
+            deployment.actions.append(f"rescaled node {node}")
+        deployment.status = self._wait_rollout(node, settings)
+
+        body: dict[str, Any] = {"nodes": [{"node": n, "weight": w} for n, w in target]}
+        if settings.allow_incompatible:
+            body["allow_incompatible"] = True
+        if alias is None:
+            self.client.request("POST", "/v1/aliases", json={"name": alias_name, **body})
+            deployment.actions.append(f"created alias {alias_name} -> {node}")
+        elif sorted(current) != sorted(target):
+            self.client.request("PATCH", f"/v1/aliases/{alias_name}", json=body)
+            split = ", ".join(f"{n}={w}%" for n, w in target)
+            deployment.actions.append(f"alias {alias_name}: {split}")
+        kept = {n for n, _ in target}
+        dropped = [n for n, _ in current if n not in kept]
+        retire = [n for n in dropped if is_version_of(n, settings.name)]
+        for old in retire:
+            self.progress(f"retiring node {old} (alias {alias_name} no longer uses it)")
+            self.client.request("DELETE", f"/v1/nodes/{old}")
+        self._wait_deleted(retire, settings.timeout_s)
+        deployment.retired = retire
+        if retire:
+            deployment.actions.append(f"retired node {', '.join(retire)}")
+        for other in dropped:
+            if other not in retire:
+                deployment.actions.append(f"node {other} left alias {alias_name} (kept)")
+        return deployment
+
+    def _create_node(
+        self,
+        node: str,
+        stored: Checkpoint,
+        settings: DeploySettings,
+        backend: Backend | None = None,
+    ) -> None:
+        low, high = settings.bounds
+        body = {
+            "name": node, "checkpoint": str(stored.path),
+            "backend": backend or self._backend(settings),
+            "min_instances": low, "max_instances": high,
+        }  # fmt: skip
+        self.client.request("POST", "/v1/nodes", json=body)
+        self.progress(f"node {node} created ({body['backend']} backend)")
+
+    def _check_compatible(
+        self, serving: dict[str, Any], manifest: Manifest, settings: DeploySettings, what: str
+    ) -> None:
+        """Refuse a version whose inputs or outputs would break the clients of ``what``."""
+        if settings.allow_incompatible or not serving["spec"]["checkpoint"]:
+            return
+        try:
+            current = Checkpoint.open(serving["spec"]["checkpoint"]).manifest.signature()
+        except Checkpoint2SvcError:
+            return  # the serving node's checkpoint is gone: nothing to compare with
+        differences = signature_differences(current, manifest.signature())
+        if differences:
+            raise DeployError(
+                f"this version is not compatible with {what} (served by node "
+                f"{serving['name']}):\n"
+                + "\n".join(differences)
+                + "\npass --allow-incompatible to deploy it anyway; nothing was changed"
+            )
+
+    def _wait_rollout(self, node: str, settings: DeploySettings) -> str:
+        """Until every instance of ``node`` runs its current version and enough are Healthy;
+        the node's events are shown as they come."""
+        started = time.time() - 1
+        deadline = time.monotonic() + settings.timeout_s
+        shown: set[tuple[float, str, str]] = set()
+        last = ""
+        crashes = 0
+        while True:
+            view = self.client.request("GET", f"/v1/nodes/{node}", params={"events": 50})
+            for event in view["events"]:
+                key = (event["time"], event["instance"], event["message"])
+                if event["time"] < started or key in shown:
+                    continue
+                shown.add(key)
+                message = event["message"]
+                self.progress(f"  {message.splitlines()[0]}")
+                if message.startswith("image build failed"):
+                    raise DeployError(
+                        f"the image of node {node} could not be built: "
+                        f"{message.removeprefix('image build failed: ')}"
+                    )
+                if message.startswith("instance exited"):
+                    crashes += 1
+                    if crashes >= MAX_CRASHES:
+                        raise DeployError(
+                            f"instances of node {node} keep exiting ({message}); nothing else "
+                            f"was changed; see `checkpoint2svc node logs {node}`"
+                        )
+            version = view["version"]
+            live = [i for i in view["instances"] if i["status"] != "Deleting"]
+            fresh = [i for i in live if i["version"] == version]
+            healthy = sum(i["status"] == "Healthy" for i in fresh)
+            wanted = max(view["spec"]["min_instances"], 1)
+            line = (
+                "building the image" if version is None
+                else f"{view['status']}: {healthy}/{wanted} instance(s) of this version healthy"
+            )  # fmt: skip
+            if line != last:
+                self.progress(line)
+                last = line
+            if (
+                version is not None
+                and view["status"] == "Healthy"
+                and len(fresh) == len(live)
+                and healthy >= wanted
+            ):
+                return str(view["status"])
+            if time.monotonic() > deadline:
+                raise DeployError(
+                    f"node {node} did not become Healthy within {settings.timeout_s:.0f} s "
+                    f"({line}); see `checkpoint2svc node get {node}` and `node logs {node}`"
+                )
+            time.sleep(0.5)
+
+    def _wait_deleted(self, nodes: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for node in nodes:
+            while self._get("nodes", node) is not None:
+                if time.monotonic() > deadline:
+                    raise DeployError(f"node {node} was still being deleted after {timeout:.0f} s")
+                time.sleep(0.3)
+
+    # --- removing -------------------------------------------------------------------------------
+    def undeploy(self, name: str) -> list[str]:
+        """Delete what deploying ``name`` created: node ``name`` or its versions ``name-<hex>``,
+        and the aliases left with no node; other aliases lose those nodes' share."""
+        nodes = [
+            n["name"]
+            for n in self.client.request("GET", "/v1/nodes")
+            if n["name"] == name or is_version_of(n["name"], name)
+        ]
+        if not nodes:
+            raise DeployError(
+                f"nothing is deployed as {name!r}; `checkpoint2svc node list` shows the nodes"
+            )
+        done = []
+        for alias in self.client.request("GET", "/v1/aliases"):
+            current = [(n["node"], n["weight"]) for n in alias["nodes"]]
+            rest = [(n, w) for n, w in current if n not in nodes]
+            if len(rest) == len(current):
+                continue
+            if not rest:
+                self.client.request("DELETE", f"/v1/aliases/{alias['name']}")
+                done.append(f"deleted alias {alias['name']}")
+            else:
+                share = split_weights(rest, 100)
+                body = {"nodes": [{"node": n, "weight": w} for n, w in share]}
+                self.client.request("PATCH", f"/v1/aliases/{alias['name']}", json=body)
+                done.append(f"alias {alias['name']} keeps {', '.join(n for n, _ in share)}")
+        for node in nodes:
+            self.client.request("DELETE", f"/v1/nodes/{node}")
+            done.append(f"deleted node {node}")
+        self._wait_deleted(nodes, 120)
+        self.prune_checkpoints()
+        return done
+
+    def describe(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The nodes (of ``name`` if given) with the aliases that route to each."""
+        aliases = self.client.request("GET", "/v1/aliases")
+        described = []
+        for node in self.client.request("GET", "/v1/nodes"):
+            if name is not None and node["name"] != name and not is_version_of(node["name"], name):
+                continue
+            node["aliases"] = [
+                {"name": a["name"], "weight": n["weight"], "endpoint": a["endpoint"]}
+                for a in aliases
+                for n in a["nodes"]
+                if n["node"] == node["name"]
+            ]
+            described.append(node)
+        return described
