@@ -7,7 +7,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from checkpoint2svc import __version__
 from checkpoint2svc.errors import (
@@ -17,6 +17,9 @@ from checkpoint2svc.errors import (
     ValueConversionError,
 )
 from checkpoint2svc.runtime.options import add_serve_arguments
+
+if TYPE_CHECKING:
+    from checkpoint2svc.runtime.reflection_client import ServiceInfo
 
 
 def _names(text: str) -> list[str]:
@@ -188,6 +191,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'name: value'")
+    return name.strip().lower(), value.strip()
+
+
+def _request_text(data: str) -> str:
+    """``-d``: JSON text, ``@FILE`` or ``-`` (standard input)."""
+    if data == "-":
+        return sys.stdin.read()
+    if data.startswith("@"):
+        try:
+            return Path(data[1:]).read_text()
+        except OSError as exc:
+            raise Checkpoint2SvcError(f"cannot read the request from {data[1:]}: {exc}") from exc
+    return data
+
+
+def _service_text(service: ServiceInfo) -> str:
+    lines = [service.name]
+    for m in service.methods:
+        asks = "stream " if m.client_streaming else ""
+        answers = "stream " if m.server_streaming else ""
+        lines.append(f"  rpc {m.name}({asks}{m.input}) returns ({answers}{m.output})")
+        lines += [f"      {f.name}: {f.type}" for f in m.input_fields]
+    return "\n".join(lines)
+
+
+def cmd_grpc(args: argparse.Namespace) -> int:
+    from checkpoint2svc.runtime.reflection_client import ReflectionClient
+
+    if args.service is not None and args.what != "describe":
+        raise Checkpoint2SvcError(f"unexpected {args.service!r}: only `describe` takes a SERVICE")
+    with ReflectionClient(args.target, args.header, args.timeout) as client:
+        if args.what == "list":
+            print("\n".join(client.services()))
+        elif args.what == "describe":
+            if args.service is None:
+                raise Checkpoint2SvcError("`describe` needs a SERVICE (`list` shows them)")
+            print(_service_text(client.describe(args.service)))
+        else:
+            response = client.call(args.what, _request_text(args.data))
+            print(json.dumps(response, indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from checkpoint2svc.checkpoint import Checkpoint
     from checkpoint2svc.codegen.context import generate
@@ -272,6 +322,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a checkpoint, or a directory made by `generate`")  # fmt: skip
     add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
+
+    grpc = commands.add_parser(
+        "grpc",
+        help="list, describe or call a gRPC server's methods by reflection, with JSON",
+        description="A grpcurl-style client over plaintext HTTP/2 that needs no .proto: the "
+        "server's reflection service tells it the services and messages. `list` prints the "
+        "services, `describe SERVICE` their methods, SERVICE/METHOD calls a unary method with "
+        "the JSON of -d and prints the response as JSON. Through a gateway, route every call "
+        "(reflection's too) with -H 'x-node-id: NODE' or -H 'x-node-alias: ALIAS'.",
+    )
+    grpc.add_argument("target", metavar="HOST:PORT", help="an instance's or the gateway's port")
+    grpc.add_argument("what", metavar="list|describe|SERVICE/METHOD",
+                      help="e.g. yandex.cloud.datasphere.v1.NodeService/Execute")  # fmt: skip
+    grpc.add_argument("service", nargs="?", metavar="SERVICE", help="the service to describe")
+    grpc.add_argument("-d", "--data", default="{}", metavar="JSON|@FILE|-",
+                      help="the request: JSON, @FILE, or - for stdin (default {})")  # fmt: skip
+    grpc.add_argument("-H", "--header", type=_header, action="append", default=[],
+                      metavar="'NAME: VALUE'",
+                      help="metadata for every call, reflection's too (repeatable)")  # fmt: skip
+    grpc.add_argument("--timeout", type=float, default=60, metavar="SECONDS",
+                      help="time limit of each call (default 60)")  # fmt: skip
+    grpc.set_defaults(func=cmd_grpc)
 
     generate = commands.add_parser(
         "generate",

@@ -88,3 +88,13 @@ class GatewayError(Checkpoint2SvcError):
 
 class BackendError(Checkpoint2SvcError):
     """An instance cannot be started, observed or stopped on its backend (docker, local)."""
+
+
+class GrpcCallError(Checkpoint2SvcError):
+    """A call by name over gRPC reflection failed: the target is unreachable, reflection knows no
+    such service or method, the request does not fit the message, or the server answered with an
+    error status; ``code`` is that status's name (``None`` when nothing was answered)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
