@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +84,7 @@ def start_controller(
             f"a controller already runs for {home.root} (pid {running.pid}, API "
             f"{running.api_url}); `checkpoint2svc down --home {home.root}` stops it"
         )
+    _check_ports_free(home, api_port, gateway_port)
     with home.log_file.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "checkpoint2svc.control.daemon", "--home", str(home.root),
@@ -108,6 +110,31 @@ def start_controller(
     raise Checkpoint2SvcError(
         f"the controller did not answer within {timeout:.0f} s; see {home.log_file}"
     )
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _check_ports_free(home: Home, api_port: int, gateway_port: int) -> None:
+    """Refuse ports another program listens on (HAProxy would even share one): the gateway's
+    may be taken only by this home's own gateway, which the controller adopts."""
+    from checkpoint2svc.gateway.haproxy import Gateway
+
+    if _answers(api_port):
+        raise Checkpoint2SvcError(
+            f"port {api_port} for the controller's API is in use by another program; pass "
+            "--port with a free one (or stop the controller of another home with `checkpoint2svc "
+            "down --home DIR`)"
+        )
+    if _answers(gateway_port) and not Gateway(home.gateway_dir).running():
+        raise Checkpoint2SvcError(
+            f"port {gateway_port} for the gateway is in use by another program; pass "
+            "--gateway-port with a free one (or stop the controller of another home with "
+            "`checkpoint2svc down --all --home DIR`)"
+        )
 
 
 def delete_all_nodes(home: Home, timeout: float = 120) -> None:

@@ -12,6 +12,7 @@ The template's frontend sets three transaction variables that the conditions bui
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -274,8 +275,24 @@ def render_haproxy_config(config: GatewayConfig, runtime_dir: Path) -> str:
     return render_plan(plan_haproxy(config, runtime_dir))
 
 
+CONFIG_MARK_PATH = "/.checkpoint2svc/gateway-config"
+"""Answers the mark of the config a worker serves: a reload is over when new connections get
+the new one (the old worker accepts connections until the master has told it to stop)."""
+_CONFIG_MARK = re.compile(r'string "([0-9a-f]{16})" if \{ path ' + re.escape(CONFIG_MARK_PATH))
+
+
 def render_plan(plan: HaproxyPlan) -> str:
-    return template_environment().get_template("haproxy.cfg.j2").render(plan=plan)
+    """The config text; it carries a mark derived from the rest of it (see CONFIG_MARK_PATH)."""
+    template = template_environment().get_template("haproxy.cfg.j2")
+    unmarked = template.render(plan=plan, config_mark="", config_mark_path=CONFIG_MARK_PATH)
+    mark = hashlib.sha256(unmarked.encode()).hexdigest()[:16]
+    return template.render(plan=plan, config_mark=mark, config_mark_path=CONFIG_MARK_PATH)
+
+
+def config_mark(text: str) -> str | None:
+    """The mark of a config text that ``render_plan`` made."""
+    found = _CONFIG_MARK.search(text)
+    return found.group(1) if found else None
 
 
 def plan_haproxy(config: GatewayConfig, runtime_dir: Path) -> HaproxyPlan:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import http.client
 import io
+import logging
 import os
 import shutil
 import signal
@@ -30,9 +32,11 @@ from pathlib import Path
 
 from checkpoint2svc.errors import GatewayError
 from checkpoint2svc.gateway.config import (
+    CONFIG_MARK_PATH,
     STATS_SOCKET,
     GatewayConfig,
     HaproxyPlan,
+    config_mark,
     plan_haproxy,
     render_plan,
     runtime_commands,
@@ -46,6 +50,8 @@ LOG_FILE = "haproxy.log"
 MAX_SOCKET_PATH = 94
 # Debian installs haproxy in /usr/sbin, which is not on every user's PATH
 SBIN_PATH = os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin"))
+log = logging.getLogger(__name__)
+SERVING_CHECKS = 3  # answers in a row from the new config that end a reload
 MASTER_GONE_S = 2.0  # how long the master may seem absent before a start or reload gives up
 INSTALL_HINT = "install it: `apt-get install haproxy` (scripts/setup-engine does)"
 
@@ -141,6 +147,7 @@ class Gateway:
             self._install(binary, text)
             if commands is None or not self._run_everywhere(commands):
                 self._reload(previous)
+                self._wait_serving(plan.port, config_mark(text))
             self._plan = plan
 
     def running(self) -> bool:
@@ -255,6 +262,29 @@ class Gateway:
                 f"haproxy failed to reload {self.config_path}; the previous config keeps "
                 f"serving: {self._log_since(log_offset)}"
             )
+
+    def _wait_serving(self, port: int, mark: str | None) -> None:
+        """Until new connections reach a worker of the new config: the master tells the old
+        worker to stop accepting only once the new one is ready, so a change (a new alias)
+        could otherwise be missed by the first requests after the reload."""
+        if mark is None:
+            return
+        deadline = time.monotonic() + self.timeout
+        in_a_row = 0
+        while in_a_row < SERVING_CHECKS and time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", CONFIG_MARK_PATH, headers={"connection": "close"})
+                answer = connection.getresponse().read().decode(errors="replace")
+                connection.close()
+            except OSError:
+                answer = ""
+            in_a_row = in_a_row + 1 if answer == mark else 0
+            if in_a_row == 0:
+                time.sleep(0.01)
+        if in_a_row < SERVING_CHECKS:
+            log.warning("gateway: new connections did not reach the new config within %.0f s",
+                        self.timeout)  # fmt: skip
 
     def _run_everywhere(self, commands: tuple[str, ...]) -> bool:
         """Send runtime commands to every worker, current and old (old ones still answer the

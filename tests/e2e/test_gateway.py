@@ -416,3 +416,19 @@ class CallDetails(
     grpc.ClientCallDetails,  # type: ignore[misc]
 ):
     pass
+
+
+def test_a_new_alias_routes_from_the_first_request_after_apply(
+    gateway: RunningGateway, greeter_input: dict[str, Any]
+) -> None:
+    """apply() returns only once new connections reach the new config: until the master has
+    told it to stop, the old worker still accepts connections and knows no new alias."""
+    config = gateway.config
+    for n in range(8):
+        config = replace(config, aliases=(GatewayAlias(f"fresh-{n}", (("greeter", 100),)),))
+        gateway.gateway.apply(config)
+        response = httpx.post(  # a new connection each time
+            f"{gateway.url}/datasphere/v1/aliases/fresh-{n}:execute",
+            json={"input": greeter_input}, timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 200, (n, response.text)

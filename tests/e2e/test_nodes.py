@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -447,3 +448,21 @@ def test_a_port_the_image_does_not_serve_never_becomes_healthy(
     node = controller.wait("wrong-port", lambda n: n["status"] == "Unhealthy", timeout=60)
     assert node["instances"][0]["status"] == "Unhealthy"
     assert "GET /" in node["instances"][0]["last_error"]
+
+
+def test_up_on_a_busy_port_names_it_and_starts_nothing(tmp_path: Path) -> None:
+    from checkpoint2svc.gateway.haproxy import Gateway
+
+    home = Home(tmp_path / "home")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        for flags, names in (
+            (("--port", taken, "--gateway-port", free_port()), "the controller's API"),
+            (("--port", free_port(), "--gateway-port", taken), "the gateway"),
+        ):
+            done = cli("up", "--home", home.root, *flags)
+            stderr = assert_clean_failure(done)
+            assert f"port {taken} for {names} is in use" in stderr, stderr
+            assert home.read_info() is None and not Gateway(home.gateway_dir).running()
