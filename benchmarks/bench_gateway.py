@@ -94,11 +94,13 @@ class Instance:
         self.name = name
         self.http_port, self.grpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}/execute"
+        self.socket = str(logs / f"{name}.sock")  # the gateway's way in, as the controller's
         self.log = logs / f"{name}.log"
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "checkpoint2svc", "serve", str(checkpoint),
-                 "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)],
+                 "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                 "--http-socket", self.socket],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
@@ -135,7 +137,7 @@ def post_ok(url: str, body: bytes) -> bool:
 
 
 def run_wrk(script: Path, url: str, seconds: float, connections: int) -> Run:
-    threads = 1 if connections == 1 else 2
+    threads = 1
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
                "--latency", "-s", str(script), url]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -172,7 +174,14 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, list[Run]]:
             instance.wait_ready(body.encode())
         port = free_port()
         servers = tuple(
-            GatewayServer(f"bench-{i.name.lower()}", "127.0.0.1", i.http_port, i.grpc_port, True)
+            GatewayServer(
+                f"bench-{i.name.lower()}",
+                "127.0.0.1",
+                i.http_port,
+                i.grpc_port,
+                True,
+                http_socket=i.socket if args.socket else "",
+            )
             for i in instances
         )
         gateway.start(GatewayConfig(port, (GatewayNode("bench", servers),)))
@@ -239,6 +248,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="for the throughput cases")
     parser.add_argument("--target-ratio", type=float, default=1.3)
     parser.add_argument("--target-added-ms", type=float, default=0.5)
+    parser.add_argument(
+        "--no-socket",
+        dest="socket",
+        action="store_false",
+        help="the gateway reaches the instances over TCP, not unix sockets",
+    )
     parser.add_argument("--no-check", action="store_true", help="report, never fail on targets")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

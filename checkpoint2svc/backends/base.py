@@ -43,6 +43,14 @@ class InstanceSpec:
     grpc_port: int | None = 9090
     """None: the instance has no gRPC port."""
     env: dict[str, str] = field(default_factory=dict)
+    socket_dir: Path | None = None
+    """A directory for the instance's unix socket (``SOCKET_NAME``), which it serves HTTP on
+    besides its port; None: the port only (an image that is not checkpoint2svc's)."""
+
+
+SOCKET_NAME = "http.sock"
+CONTAINER_SOCKET_DIR = "/run/checkpoint2svc"
+"""Where a container sees its socket directory (a bind mount of ``socket_dir``)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class InstanceHandle:
     grpc_port: int | None
     created_at: float
     """Epoch seconds."""
+    http_socket: str = ""
+    """The host path of the instance's unix socket; empty when it serves its port only."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,14 @@ from typing import Any
 import docker
 from docker.models.containers import Container
 
-from checkpoint2svc.backends.base import InstanceHandle, InstanceSpec, RunState, RunStatus
+from checkpoint2svc.backends.base import (
+    CONTAINER_SOCKET_DIR,
+    SOCKET_NAME,
+    InstanceHandle,
+    InstanceSpec,
+    RunState,
+    RunStatus,
+)
 from checkpoint2svc.errors import BackendError
 
 HOST = "127.0.0.1"
@@ -29,6 +36,8 @@ HTTP_PORT_LABEL = "org.checkpoint2svc.instance-http-port"
 """The container-side ports (the image's own ``http-port``/``grpc-port`` labels are not
 overwritten), so that the host-side ones can be looked up again on adoption."""
 GRPC_PORT_LABEL = "org.checkpoint2svc.instance-grpc-port"
+SOCKET_LABEL = "org.checkpoint2svc.instance-http-socket"
+SOCKET_VARIABLE = "CHECKPOINT2SVC_HTTP_SOCKET"
 
 _STATES = {
     "created": RunState.CREATED,
@@ -55,6 +64,8 @@ def instance_labels(spec: InstanceSpec, created_at: float) -> dict[str, str]:
     }
     if spec.grpc_port is not None:
         labels[GRPC_PORT_LABEL] = str(spec.grpc_port)
+    if spec.socket_dir is not None:
+        labels[SOCKET_LABEL] = str(spec.socket_dir / SOCKET_NAME)
     return labels
 
 
@@ -72,7 +83,7 @@ def handle_from_attrs(attrs: Mapping[str, Any]) -> InstanceHandle:
         instance_id=labels[INSTANCE_LABEL], node=labels[NODE_LABEL], backend="docker",
         ref=attrs["Id"], host=HOST, http_port=host_port(HTTP_PORT_LABEL),
         grpc_port=host_port(GRPC_PORT_LABEL) if GRPC_PORT_LABEL in labels else None,
-        created_at=float(labels.get(CREATED_LABEL, 0)),
+        created_at=float(labels.get(CREATED_LABEL, 0)), http_socket=labels.get(SOCKET_LABEL, ""),
     )  # fmt: skip
 
 
@@ -114,10 +125,15 @@ class DockerBackend:
         try:
             self.client.images.get(spec.image)
             # create + start, never containers.run: that pulls an image it does not find
+            environment = {**spec.env, NODE_ID_VARIABLE: spec.node}
+            volumes = {}
+            if spec.socket_dir is not None:  # the instance's socket, reachable from the host
+                volumes[str(spec.socket_dir)] = {"bind": CONTAINER_SOCKET_DIR, "mode": "rw"}
+                environment[SOCKET_VARIABLE] = f"{CONTAINER_SOCKET_DIR}/{SOCKET_NAME}"
             container = self.client.containers.create(
                 spec.image, detach=True, name=name, ports=ports,
-                labels=instance_labels(spec, time.time()),
-                environment={**spec.env, NODE_ID_VARIABLE: spec.node},
+                labels=instance_labels(spec, time.time()), environment=environment,
+                volumes=volumes,
             )  # fmt: skip
         except docker.errors.ImageNotFound as exc:
             raise BackendError(

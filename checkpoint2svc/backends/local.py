@@ -22,7 +22,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from checkpoint2svc.backends.base import InstanceHandle, InstanceSpec, RunState, RunStatus
+from checkpoint2svc.backends.base import (
+    SOCKET_NAME,
+    InstanceHandle,
+    InstanceSpec,
+    RunState,
+    RunStatus,
+)
 from checkpoint2svc.errors import BackendError
 
 log = logging.getLogger("checkpoint2svc.backends.local")
@@ -102,6 +108,7 @@ class LocalState:
     grpc_port: int | None
     created_at: float
     checkpoint: str
+    http_socket: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -116,6 +123,7 @@ class LocalState:
                 start_ticks=int(data["start_ticks"]), http_port=int(data["http_port"]),
                 grpc_port=None if data["grpc_port"] is None else int(data["grpc_port"]),
                 created_at=float(data["created_at"]), checkpoint=str(data["checkpoint"]),
+                http_socket=str(data.get("http_socket", "")),
             )  # fmt: skip
         except (ValueError, TypeError, KeyError) as exc:
             raise BackendError(
@@ -128,7 +136,7 @@ class LocalState:
         return InstanceHandle(
             instance_id=self.instance_id, node=self.node, backend="local", ref=str(self.pid),
             host=HOST, http_port=self.http_port, grpc_port=self.grpc_port,
-            created_at=self.created_at,
+            created_at=self.created_at, http_socket=self.http_socket,
         )  # fmt: skip
 
 
@@ -155,6 +163,9 @@ class LocalBackend:
             "--http-port", str(http_port),
             "--grpc-port", str(grpc_port if spec.grpc_port is not None else 0),
         ]  # fmt: skip
+        http_socket = str(spec.socket_dir / SOCKET_NAME) if spec.socket_dir else ""
+        if http_socket:
+            argv += ["--http-socket", http_socket]
         env = {**os.environ, **spec.env, NODE_ID_VARIABLE: spec.node}
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +191,7 @@ class LocalBackend:
             instance_id=spec.instance_id, node=spec.node, controller_id=spec.controller_id,
             pid=process.pid, start_ticks=stat.start_ticks, http_port=http_port,
             grpc_port=grpc_port if spec.grpc_port is not None else None,
-            created_at=created_at, checkpoint=str(checkpoint),
+            created_at=created_at, checkpoint=str(checkpoint), http_socket=http_socket,
         )  # fmt: skip
         self._write_state(state)
         return state.handle()

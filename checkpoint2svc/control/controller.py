@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from checkpoint2svc.backends.base import (
+    SOCKET_NAME,
     InstanceBackend,
     InstanceHandle,
     InstanceSpec,
@@ -43,10 +46,12 @@ from checkpoint2svc.gateway.config import (
     GatewayNode,
     GatewayServer,
 )
-from checkpoint2svc.gateway.haproxy import Gateway
+from checkpoint2svc.gateway.haproxy import MAX_SOCKET_PATH, Gateway
 
 log = logging.getLogger("checkpoint2svc.controller")
 
+SOCKETS_DIR = "instances"
+"""Below the gateway's runtime directory: one directory per instance for its unix socket."""
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 """Delays before replacing instances of a node whose instances keep exiting (a crash loop)."""
 
@@ -280,8 +285,13 @@ class Controller:
             node=spec.name, instance_id=new_id, controller_id=self.controller_id,
             image=image or None, checkpoint=Path(spec.checkpoint) if spec.checkpoint else None,
             http_port=spec.port, grpc_port=grpc_port, env=dict(spec.env),
+            socket_dir=self._socket_dir(new_id) if spec.checkpoint else None,
         )  # fmt: skip
-        handle = self.backend(spec.backend).start(instance)
+        try:
+            handle = self.backend(spec.backend).start(instance)
+        except BaseException:
+            self._remove_socket_dir(new_id)
+            raise
         self._track(handle, InstanceStatus.STARTED).version = version
         self.event(spec.name, f"instance started on {spec.backend}", new_id)
 
@@ -297,6 +307,22 @@ class Controller:
         finally:
             with self._lock:
                 self.instances.pop(record.id, None)
+            self._remove_socket_dir(record.id)
+
+    def _socket_dir(self, instance: str) -> Path | None:
+        """A directory for the instance's unix socket, which the gateway prefers to its port;
+        None when its path would be too long for a socket (the port is used then)."""
+        digest = hashlib.sha256(instance.encode()).hexdigest()[:12]
+        directory = self.gateway.runtime_dir / SOCKETS_DIR / digest
+        if len(os.fsencode(directory / SOCKET_NAME)) > MAX_SOCKET_PATH:
+            return None
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o777)  # a container's user creates the socket (the parent stays private)
+        return directory
+
+    def _remove_socket_dir(self, instance: str) -> None:
+        digest = hashlib.sha256(instance.encode()).hexdigest()[:12]
+        shutil.rmtree(self.gateway.runtime_dir / SOCKETS_DIR / digest, ignore_errors=True)
 
     def _observe(self, row: NodeRow) -> None:
         spec = row.spec
@@ -418,6 +444,7 @@ class Controller:
                     http_port=r.http_port,
                     grpc_port=r.grpc_port if spec.protocol == "http" else r.http_port,
                     healthy=r.status == InstanceStatus.HEALTHY,
+                    http_socket=r.handle.http_socket if spec.protocol == "http" else "",
                 )
                 for r in self.node_instances(spec.name)
                 if r.status != InstanceStatus.DELETING

@@ -60,7 +60,8 @@ class Home:
         inside = self.root / "gateway"
         from checkpoint2svc.gateway.haproxy import MAX_SOCKET_PATH
 
-        if len(os.fsencode(inside / "haproxy.sock")) <= MAX_SOCKET_PATH:
+        longest = inside / "instances" / ("0" * 12) / "http.sock"  # see Controller._socket_dir
+        if len(os.fsencode(longest)) <= MAX_SOCKET_PATH:
             return inside
         digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"checkpoint2svc-gateway-{digest}"

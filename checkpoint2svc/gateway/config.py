@@ -47,6 +47,9 @@ class GatewayServer:
     http_port: int
     grpc_port: int | None
     healthy: bool
+    http_socket: str = ""
+    """A unix socket the instance also serves HTTP on: the gateway prefers it to the port (on
+    this machine, a request through it costs both processes less CPU than TCP over loopback)."""
 
     def __post_init__(self) -> None:
         _check_name("instance id", self.id, MAX_SERVER_ID)
@@ -54,6 +57,19 @@ class GatewayServer:
         _check_port(f"instance {self.id}'s http_port", self.http_port)
         if self.grpc_port is not None:
             _check_port(f"instance {self.id}'s grpc_port", self.grpc_port)
+        if self.http_socket and (
+            not os.path.isabs(self.http_socket) or any(c in self.http_socket for c in " \t\n'\"#")
+        ):
+            raise GatewayError(
+                f"instance {self.id}: http_socket {self.http_socket!r} must be an absolute path "
+                "without spaces or quotes"
+            )
+
+    @property
+    def http_address(self) -> str:
+        return (
+            f"unix@{self.http_socket}" if self.http_socket else _address(self.host, self.http_port)
+        )
 
 
 @dataclass(frozen=True)
@@ -373,9 +389,7 @@ def _node_backends(node: GatewayNode) -> list[ProxyBackend]:
         h2=False,
         set_path=node.execute_path,
         replies=(_no_healthy_json("node", node.name),),
-        servers=tuple(
-            ProxyServer(s.id, _address(s.host, s.http_port), 1, s.healthy) for s in node.servers
-        ),
+        servers=tuple(ProxyServer(s.id, s.http_address, 1, s.healthy) for s in node.servers),
     )
     grpc_servers = tuple(
         ProxyServer(s.id, _address(s.host, s.grpc_port), 1, s.healthy)
@@ -417,7 +431,7 @@ def _alias_backends(alias: GatewayAlias, config: GatewayConfig) -> list[ProxyBac
         set_path=targets[0][0].execute_path,
         replies=(_no_healthy_json("alias", alias.name),),
         servers=tuple(
-            ProxyServer(s.id, _address(s.host, s.http_port), http_weights[s.id], s.healthy)
+            ProxyServer(s.id, s.http_address, http_weights[s.id], s.healthy)
             for node, _ in targets
             for s in node.servers
         ),

@@ -17,6 +17,8 @@ class ServeOptions:
     mode: ExecutionMode | None = None
     concurrency: int = 1
     max_message_mb: float = 16
+    http_socket: str | None = None
+    """A unix socket to serve HTTP on as well (the gateway's way in on the same machine)."""
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,10 +39,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-message-mb", type=float,
                         default=float(env("CHECKPOINT2SVC_MAX_MESSAGE_MB", 16)),
                         help="request and response size limit in MiB (default 16)")  # fmt: skip
+    parser.add_argument("--http-socket", metavar="PATH",
+                        default=env("CHECKPOINT2SVC_HTTP_SOCKET") or None,
+                        help="also serve REST on this unix socket")  # fmt: skip
 
 
 def options_from(args: argparse.Namespace) -> ServeOptions:
     return ServeOptions(
         host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, mode=args.mode,
         concurrency=args.concurrency, max_message_mb=args.max_message_mb,
+        http_socket=args.http_socket,
     )  # fmt: skip

@@ -7,7 +7,9 @@ import contextlib
 import functools
 import importlib.util
 import logging
+import os
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -68,16 +70,35 @@ def run_instance(context_dir: Path, add_servicer: AddServicer, options: ServeOpt
         app, host=options.host, port=options.http_port, loop="uvloop", http="httptools",
         log_level="warning", access_log=False, timeout_graceful_shutdown=10,
     )  # fmt: skip
+    sockets = [config.bind_socket()]
+    if options.http_socket:
+        sockets.append(unix_listener(options.http_socket))
     grpc_server.start()
     log.info(
-        "serving %s: REST on http://%s:%d, gRPC on %s:%d",
-        names.name, options.host, options.http_port, options.host, grpc_port,
+        "serving %s: REST on http://%s:%d%s, gRPC on %s:%d",
+        names.name, options.host, options.http_port,
+        f" and unix:{options.http_socket}" if options.http_socket else "", options.host, grpc_port,
     )  # fmt: skip
     try:
-        _GracefulServer(config).run()
+        _GracefulServer(config).run(sockets=sockets)
     finally:
         grpc_server.stop(grace=5).wait()
+        for listener in sockets:
+            listener.close()
+        if options.http_socket:
+            Path(options.http_socket).unlink(missing_ok=True)
         log.info("stopped")
+
+
+def unix_listener(path: str) -> socket.socket:
+    """A listening unix socket at ``path`` (a stale file from a killed instance is replaced),
+    open to any local user: the directory it is in decides who may reach it."""
+    Path(path).unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    os.chmod(path, 0o666)
+    listener.listen(2048)
+    return listener
 
 
 class _GracefulServer(_uvicorn_server()):  # type: ignore[misc]

@@ -139,6 +139,10 @@ def test_node_lifecycle(
         assert response.json()["output"] == {"message": f"Hello, n{i}!", "scaled": [3 * i]}
         answered[response.headers.get("x-node-instance", "")] += 1
     assert set(answered) == first_ids, answered
+    sockets = re.findall(
+        r"server \S+ unix@(\S+)", (controller.home.gateway_dir / "haproxy.cfg").read_text()
+    )
+    assert len(sockets) == 2 and all(Path(s).is_socket() for s in sockets)  # REST by unix socket
     oversized = httpx.post(
         f"{controller.gateway}/datasphere/v1/nodes/greeter:execute",
         content=b"x" * (16 * 1024 * 1024 + 1), headers={"content-type": "application/json"},
@@ -164,10 +168,12 @@ def test_node_lifecycle(
 
     # an instance dies: the node reports what its minimum implies, then a replacement comes up
     victim = node["instances"][0]
+    victim_socket = victim["http_socket"]
     _kill(backend, victim["ref"])
     controller.wait("greeter", lambda n: n["status"] == "Unhealthy", timeout=30)
     node = controller.wait("greeter", healthy_with(2))
     assert victim["id"] not in {i["id"] for i in node["instances"]}
+    assert not Path(victim_socket).parent.exists()  # its socket directory went with it
     events = " ".join(e["message"] for e in node["events"])
     assert "exited" in events
     for _ in range(50):

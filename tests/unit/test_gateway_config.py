@@ -312,3 +312,15 @@ def test_haproxy_leaves_cores_to_the_instances() -> None:
 
     assert [gateway_threads(n) for n in (1, 2, 3, 8)] == [1, 1, 1, 4]
     assert "nbthread " in render_haproxy_config(GatewayConfig(8090, (greeter(),)), RUNTIME)
+
+
+def test_an_instance_with_a_unix_socket_is_reached_through_it_for_rest_only(
+    tmp_path: Path,
+) -> None:
+    server = GatewayServer("greeter-0", "127.0.0.1", 8001, 9001, True, http_socket="/run/a.sock")
+    text = checked(GatewayConfig(8090, (GatewayNode("greeter", (server,)),)), tmp_path)
+    assert "server greeter-0 unix@/run/a.sock weight 1" in text
+    assert "server greeter-0 127.0.0.1:9001 weight 1 proto h2" in text  # gRPC keeps the port
+    for bad in ("relative.sock", "/with space.sock", "/quote'.sock"):
+        with pytest.raises(GatewayError, match="absolute path"):
+            GatewayServer("greeter-0", "127.0.0.1", 8001, 9001, True, http_socket=bad)
