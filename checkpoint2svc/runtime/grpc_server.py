@@ -20,9 +20,8 @@ from grpc_status import rpc_status
 from checkpoint2svc.errors import ExecutionError, ValueConversionError
 from checkpoint2svc.runtime.context import ServiceNames
 from checkpoint2svc.runtime.proto_values import (
+    RecordCodec,
     data_to_struct,
-    decode_message,
-    encode_message,
     signature_record,
     struct_to_data,
 )
@@ -70,7 +69,7 @@ class CallRunner:
             elif key == "x-node-alias":
                 alias = str(value)
         rid = rid or self.service.next_request_id()
-        code = grpc.StatusCode.OK
+        code = "OK"  # the StatusCode's name: its ``.name`` is a property, slow on every call
         try:
             response = call(rid)
             size = response.ByteSize()
@@ -82,22 +81,23 @@ class CallRunner:
                 )
             return response
         except ValueConversionError as exc:
-            code = grpc.StatusCode.INVALID_ARGUMENT
-            _abort(context, _Failed(code, f"{exc.field}: {exc.reason}"))
+            code = "INVALID_ARGUMENT"
+            _abort(context, _Failed(grpc.StatusCode.INVALID_ARGUMENT, f"{exc.field}: {exc.reason}"))
         except ExecutionError as exc:
-            code = grpc.StatusCode.INTERNAL
+            code = "INTERNAL"
             log.warning("[%s] the cell raised %s: %s", rid, exc.error_name, exc.error_message)
             detail = self._error_details(
                 error_name=exc.error_name, error_message=exc.error_message, traceback=exc.traceback
             )
-            _abort(context, _Failed(code, f"{exc.error_name}: {exc.error_message}", detail))
+            failure = _Failed(
+                grpc.StatusCode.INTERNAL, f"{exc.error_name}: {exc.error_message}", detail
+            )
+            _abort(context, failure)
         except _Failed as failure:
-            code = failure.code
+            code = failure.code.name
             _abort(context, failure)
         finally:
-            self.service.metrics.observe(
-                time.perf_counter() - started, grpc_code=code.name, alias=alias
-            )
+            self.service.metrics.observe(time.perf_counter() - started, grpc_code=code, alias=alias)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 
@@ -107,15 +107,14 @@ class TypedExecute:
     def __init__(self, runner: CallRunner) -> None:
         manifest = runner.service.manifest
         self._runner = runner
-        self._inputs = signature_record(manifest.inputs)
-        self._outputs = signature_record(manifest.outputs)
+        self._inputs = RecordCodec(signature_record(manifest.inputs), "input")
+        self._outputs = RecordCodec(signature_record(manifest.outputs), "output")
 
     def __call__(self, request: Message, context: grpc.ServicerContext, output: type[M]) -> M:
-        service = self._runner.service
+        run = self._runner.service.run
 
         def call(rid: str) -> M:
-            inputs = decode_message(request, self._inputs, "input")
-            return encode_message(service.run(inputs, rid), self._outputs, output, "output")
+            return self._outputs.encode(run(self._inputs.decode(request), rid), output)
 
         return self._runner(context, call)
 

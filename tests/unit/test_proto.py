@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from checkpoint2svc.codegen.resources import protos_dir, templates_dir
 from checkpoint2svc.errors import ValueConversionError
 from checkpoint2svc.runtime.json_values import decode_json
 from checkpoint2svc.runtime.proto_values import (
+    RecordCodec,
     data_to_struct,
     decode_message,
     encode_message,
@@ -325,12 +326,35 @@ def assert_same(got: Any, expected: Any, where: str = "value") -> None:
         assert type(got) is type(expected) and got == expected, f"{where}: {got!r} != {expected!r}"
 
 
+class Conversions(NamedTuple):
+    """A way to convert one record: ``decode(message, record, field)`` and
+    ``encode(values, record, message_class, field)``."""
+
+    decode: Callable[[Any, Record, str], dict[str, Any]]
+    encode: Callable[[Mapping[str, Any], Record, Any, str], Any]
+
+
+# The functions, and the servers' planned RecordCodec: the same values and errors for every kind.
+CONVERSIONS = {
+    "functions": Conversions(decode_message, encode_message),
+    "RecordCodec": Conversions(
+        lambda message, record, field: RecordCodec(record, field).decode(message),
+        lambda values, record, cls, field: RecordCodec(record, field).encode(values, cls),
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CONVERSIONS))
+def conversions(request: pytest.FixtureRequest) -> Conversions:
+    return CONVERSIONS[request.param]
+
+
 @pytest.fixture(scope="module")
-def round_tripped(service_pb2: ModuleType) -> dict[str, Any]:
+def round_tripped(service_pb2: ModuleType, conversions: Conversions) -> dict[str, Any]:
     values = {name: value for name, _, value, _ in CASES}
     record = signature_record(EVERY_KIND.inputs)
-    message = encode_message(values, record, service_pb2.Input, "input")
-    return decode_message(wire(service_pb2, "Input", message), record, "input")
+    message = conversions.encode(values, record, service_pb2.Input, "input")
+    return conversions.decode(wire(service_pb2, "Input", message), record, "input")
 
 
 @pytest.mark.parametrize(
@@ -342,15 +366,26 @@ def test_every_kind_round_trips(round_tripped: dict[str, Any], name: str, expect
     assert_same(round_tripped[name], expected, name)
 
 
-def test_outputs_round_trip(service_pb2: ModuleType) -> None:
+def test_outputs_round_trip(service_pb2: ModuleType, conversions: Conversions) -> None:
     values = {
         "scores": np.array([0.25, 0.75], dtype=np.float32),
         "table": pd.DataFrame({"label": ["cat", "dog"], "p": [0.25, 0.75]}),
         "by_name": {"b": {"x": 1.0, "label": None}, "a": {"x": 2.0, "label": "two"}},
     }
     record = signature_record(EVERY_KIND.outputs)
-    message = encode_message(values, record, service_pb2.Output, "output")
-    assert_same(decode_message(wire(service_pb2, "Output", message), record, "output"), values)
+    message = conversions.encode(values, record, service_pb2.Output, "output")
+    back = conversions.decode(wire(service_pb2, "Output", message), record, "output")
+    assert_same(back, values)
+
+
+def test_outputs_that_are_not_a_whole_record_are_refused(service_pb2: ModuleType) -> None:
+    record = signature_record(EVERY_KIND.outputs)
+    for values, reason in (([], "expected a dict, got list"), ({}, "missing key(s) scores")):
+        for conversions in CONVERSIONS.values():
+            with pytest.raises(ValueConversionError) as info:
+                conversions.encode(values, record, service_pb2.Output, "output")
+            assert info.value.field == "output"
+            assert reason in info.value.reason
 
 
 def test_messages_follow_the_readme_table(service_pb2: ModuleType) -> None:
@@ -547,10 +582,17 @@ def errors_pb2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]
     ("name", "type_", "value", "where", "reason"), ENCODE_ERRORS, ids=[c[0] for c in ENCODE_ERRORS]
 )
 def test_encoding_errors_name_the_field(
-    errors_pb2: ModuleType, name: str, type_: TypeIR, value: Any, where: str, reason: str
+    errors_pb2: ModuleType,
+    conversions: Conversions,
+    name: str,
+    type_: TypeIR,
+    value: Any,
+    where: str,
+    reason: str,
 ) -> None:
+    record = Record((Field(name, type_),))
     with pytest.raises(ValueConversionError) as info:
-        encode_message({name: value}, Record((Field(name, type_),)), errors_pb2.Input, "input")
+        conversions.encode({name: value}, record, errors_pb2.Input, "input")
     assert info.value.field == f"input.{name}{where}"
     assert reason in info.value.reason
 
@@ -575,7 +617,7 @@ def table_input(module: ModuleType, **columns: tuple[str, str, list[Any]]) -> An
     return message
 
 
-def test_decoding_errors_name_the_field(service_pb2: ModuleType) -> None:
+def test_decoding_errors_name_the_field(service_pb2: ModuleType, conversions: Conversions) -> None:
     tensor = Record((Field("tensor_2d", Tensor("float32", (-1, 3))),))
     frames = Record((Field("frames", DictOf(Table((Column("a", "int8"),)))),))
     point = Record((Field("point", POINT),))
@@ -599,6 +641,6 @@ def test_decoding_errors_name_the_field(service_pb2: ModuleType) -> None:
     for message, record, where, reason in cases:
         field = next(iter(record.fields)).name
         with pytest.raises(ValueConversionError) as info:
-            decode_message(wire(service_pb2, "Input", message), record, "input")
+            conversions.decode(wire(service_pb2, "Input", message), record, "input")
         assert info.value.field == f"input.{field}{where}", reason
         assert reason in info.value.reason
