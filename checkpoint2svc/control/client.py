@@ -77,7 +77,6 @@ def start_controller(
     home: Home, api_port: int, gateway_port: int, timeout: float = 60
 ) -> ControllerInfo:
     """Start the controller detached from this process and wait until its API answers."""
-    home.prepare()
     running = home.read_info()
     if running is not None and _alive(running.pid):
         raise Checkpoint2SvcError(
@@ -85,6 +84,7 @@ def start_controller(
             f"{running.api_url}); `checkpoint2svc down --home {home.root}` stops it"
         )
     _check_ports_free(home, api_port, gateway_port)
+    home.prepare()
     with home.log_file.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "checkpoint2svc.control.daemon", "--home", str(home.root),

@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import logging
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -144,12 +145,30 @@ def serve(path: Path, options: ServeOptions) -> None:
     if (path / "manifest.json").is_file():
         from checkpoint2svc.codegen.context import generate
 
-        with tempfile.TemporaryDirectory(prefix="checkpoint2svc-serve-") as tmp:
+        remove_orphaned_work_dirs()
+        with tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX) as tmp:
+            (Path(tmp) / OWNER_FILE).write_text(str(os.getpid()))
             context_dir = Path(tmp) / "service"
             generate(Checkpoint.open(path), context_dir)
             run_instance(context_dir, load_server_module(context_dir).add_servicer, options)
         return
     run_instance(path, load_server_module(path).add_servicer, options)
+
+
+WORK_DIR_PREFIX = "checkpoint2svc-serve-"
+OWNER_FILE = "owner.pid"
+
+
+def remove_orphaned_work_dirs() -> None:
+    """Remove the generated directories of instances that were killed (SIGKILL leaves no chance
+    to clean up): those whose owner process is gone."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{WORK_DIR_PREFIX}*"):
+        try:
+            owner = int((directory / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge (or still being created)
+        if not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _openapi(context_dir: Path) -> Any:

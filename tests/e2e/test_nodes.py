@@ -472,3 +472,4 @@ def test_up_on_a_busy_port_names_it_and_starts_nothing(tmp_path: Path) -> None:
             stderr = assert_clean_failure(done)
             assert f"port {taken} for {names} is in use" in stderr, stderr
             assert home.read_info() is None and not Gateway(home.gateway_dir).running()
+            assert not home.gateway_dir.exists()  # nothing created
