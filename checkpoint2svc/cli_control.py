@@ -15,22 +15,32 @@ from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, 
 from checkpoint2svc.errors import Checkpoint2SvcError
 
 
-def _home(args: argparse.Namespace) -> Home:
+def home_of(args: argparse.Namespace) -> Home:
+    """The controller's home a command names with ``--home`` (see ``home_option``)."""
     return Home(Path(args.home) if args.home else default_home())
+
+
+def home_option() -> argparse.ArgumentParser:
+    """The ``--home`` option, as a parent parser for every command that talks to a controller."""
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument("--home", metavar="DIR",
+                      help="the controller's directory (default $CHECKPOINT2SVC_HOME or "
+                      "~/.checkpoint2svc)")  # fmt: skip
+    return home
 
 
 def _client(args: argparse.Namespace) -> Any:
     from checkpoint2svc.control.client import ControllerClient
 
-    return ControllerClient(_home(args))
+    return ControllerClient(home_of(args))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from checkpoint2svc.control.client import start_controller
 
-    info = start_controller(_home(args), args.port, args.gateway_port)
+    info = start_controller(home_of(args), args.port, args.gateway_port)
     print(f"controller {info.controller_id} running (pid {info.pid})")
-    print(f"  API:     {info.api_url} (token in {_home(args).token_file})")
+    print(f"  API:     {info.api_url} (token in {home_of(args).token_file})")
     print(f"  gateway: http://127.0.0.1:{info.gateway_port} (REST and gRPC)")
     return 0
 
@@ -38,7 +48,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from checkpoint2svc.control.client import stop_controller
 
-    stopped = stop_controller(_home(args), everything=args.all)
+    stopped = stop_controller(home_of(args), everything=args.all)
     if not stopped:
         print("the controller was not running")
     elif args.all:
@@ -364,10 +374,7 @@ def _node_settings(parser: argparse.ArgumentParser) -> None:
 
 
 def add_control_commands(commands: Any) -> None:
-    home = argparse.ArgumentParser(add_help=False)
-    home.add_argument("--home", metavar="DIR",
-                      help="the controller's directory (default $CHECKPOINT2SVC_HOME or "
-                      "~/.checkpoint2svc)")  # fmt: skip
+    home = home_option()
     up = commands.add_parser("up", parents=[home], help="start the controller and its gateway")
     up.add_argument("--port", type=int, default=DEFAULT_API_PORT, help="API port (127.0.0.1)")
     up.add_argument("--gateway-port", type=int, default=DEFAULT_GATEWAY_PORT,

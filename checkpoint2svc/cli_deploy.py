@@ -9,11 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, Home, default_home
-
-
-def _home(args: argparse.Namespace) -> Home:
-    return Home(Path(args.home) if args.home else default_home())
+from checkpoint2svc.cli_control import home_of, home_option
+from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT
+from checkpoint2svc.errors import Checkpoint2SvcError
 
 
 def _progress(message: str) -> None:
@@ -34,14 +32,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         allow_incompatible=args.allow_incompatible,
         timeout_s=args.timeout,
     ).validate()
-    deployer = Deployer(_home(args), _progress, api_port=args.port, gateway_port=args.gateway_port)
     source = Path(args.notebook)
+    if not source.is_dir() and args.cell is None:  # before a controller is started for nothing
+        raise Checkpoint2SvcError("--cell is required to deploy a notebook: a tag, a cell id or #N")
+    deployer = Deployer(
+        home_of(args), _progress, api_port=args.port, gateway_port=args.gateway_port
+    )
     with tempfile.TemporaryDirectory(prefix="checkpoint2svc-deploy-") as scratch:
         if source.is_dir():
             checkpoint = Checkpoint.open(source)
         else:
-            if args.cell is None:
-                raise argparse.ArgumentTypeError("--cell is required to deploy a notebook")
             _progress(f"pinning {source} at cell {args.cell}")
             checkpoint = pin_notebook(
                 source,
@@ -62,19 +62,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_undeploy(args: argparse.Namespace) -> int:
     from checkpoint2svc.deploy.deployer import Deployer
 
-    for line in Deployer(_home(args), _progress, start=False).undeploy(args.name):
+    for line in Deployer(home_of(args), _progress, start=False).undeploy(args.name):
         print(line)
     return 0
 
 
 def add_deploy_commands(commands: Any, names: Any) -> None:
     """Register ``deploy`` and ``undeploy``; ``names`` parses ``--inputs a,b``."""
-    home = argparse.ArgumentParser(add_help=False)
-    home.add_argument(
-        "--home",
-        metavar="DIR",
-        help="the controller's home (default $CHECKPOINT2SVC_HOME or ~/.checkpoint2svc)",
-    )
+    home = home_option()
     deploy = commands.add_parser(
         "deploy",
         parents=[home],
