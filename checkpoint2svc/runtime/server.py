@@ -22,6 +22,7 @@ from checkpoint2svc.checkpoint import Checkpoint
 from checkpoint2svc.runtime import cell_output
 from checkpoint2svc.runtime.context import CHECKPOINT_DIR, GEN_DIR, read_context
 from checkpoint2svc.runtime.grpc_server import AddServicer, create_grpc_server
+from checkpoint2svc.runtime.http_protocol import CoalescingHttpToolsProtocol
 from checkpoint2svc.runtime.options import ServeOptions, add_serve_arguments, options_from
 from checkpoint2svc.runtime.proto_values import add_generated_path
 from checkpoint2svc.runtime.rest import create_app
@@ -68,7 +69,8 @@ def run_instance(context_dir: Path, add_servicer: AddServicer, options: ServeOpt
     )  # fmt: skip
     app = create_app(service, openapi=_openapi(context_dir))
     config = uvicorn.Config(
-        app, host=options.host, port=options.http_port, loop="uvloop", http="httptools",
+        app, host=options.host, port=options.http_port, loop="uvloop",
+        http=CoalescingHttpToolsProtocol,  # one write per response (bench_rest)
         log_level="warning", access_log=False, timeout_graceful_shutdown=10,
     )  # fmt: skip
     sockets = [config.bind_socket()]
