@@ -1,10 +1,11 @@
 """Benchmark: the HAProxy gateway with two instances versus one instance called directly.
 
-The greeter notebook (``examples/greeter.ipynb``, cell ``greet``; another with ``--case
-NOTEBOOK:CELL``) is pinned into a temp dir and served by two ``checkpoint2svc serve`` processes,
-A and B. The gateway (``checkpoint2svc.gateway``, the real HAProxy in master-worker mode) serves
-both as node ``bench`` on its own port. Measured with ``wrk`` and a Lua script that POSTs the
-pinned example input:
+The classifier notebook (``examples/classifier.ipynb``, cell ``predict``: the README's example,
+a scikit-learn prediction; another with ``--case NOTEBOOK:CELL``) is pinned into a temp dir and
+served by two ``checkpoint2svc serve`` processes, A and B. The gateway
+(``checkpoint2svc.gateway``, the real HAProxy in master-worker mode) serves both as node
+``bench`` on its own port. Measured with ``wrk`` and a Lua script that POSTs the pinned example
+input:
 
 - throughput: A directly at ``POST /execute`` versus the gateway at
   ``POST /datasphere/v1/nodes/bench:execute`` (A and B), ``--connections`` connections;
@@ -13,16 +14,19 @@ pinned example input:
   adds (gateway p50 - direct p50) should be <= 0.5 ms (``--target-added-ms``).
 
 After a warm-up, the four measurements alternate in every round, so that drift hits all alike;
-the table gives medians over the rounds. Exits 1 when a target is missed or wrk saw errors
-(unless ``--no-check``). Every process it starts is stopped on the way out.
+the table gives medians over the rounds. A second table gives the CPU time per request of each
+process in the throughput cases (instances, HAProxy, wrk; read from /proc and getrusage) and
+the throughput the cores could give at full use. Exits 1 when a target is missed or wrk saw
+errors (unless ``--no-check``). Every process it starts is stopped on the way out.
 
     .venv/bin/python benchmarks/bench_gateway.py [--duration 10] [--rounds 3] [--no-check]
-    .venv/bin/python benchmarks/bench_gateway.py --case examples/classifier.ipynb:predict
+    .venv/bin/python benchmarks/bench_gateway.py --case examples/greeter.ipynb:greet --no-check
 
 Read the ratio with the machine in mind: load generator, HAProxy and both instances share its
-cores. When a request costs the instance about what it costs HAProxy (the greeter: tens of
-microseconds each), two instances cannot serve more than one without spare cores; the ratio
-approaches 2 as the cell's own time dominates.
+cores. When a request costs the instance not much more than it costs HAProxy and wrk (the
+greeter: a cell with next to no work), two instances cannot serve much more than one without
+spare cores, however good the gateway; the ratio approaches 2 as the cell's own time dominates.
+The CPU table shows that ceiling.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -46,7 +51,7 @@ from checkpoint2svc.checkpoint import pin_notebook
 from checkpoint2svc.gateway import Gateway, GatewayConfig, GatewayNode, GatewayServer
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_CASE = str(HERE.parent / "examples" / "greeter.ipynb") + ":greet"
+DEFAULT_CASE = str(HERE.parent / "examples" / "classifier.ipynb") + ":predict"
 START_TIMEOUT_S = 120.0
 
 WRK_SCRIPT = """\
@@ -74,6 +79,24 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: dict[str, float]  # CPU time per request, by process ("A", "B", "HAProxy", "wrk")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants (HAProxy's worker), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(child)) for child in children)
+
+
+def wrk_cpu_seconds() -> float:
+    """CPU time of the reaped children: wrk (the servers are not reaped before the end)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def say(message: str) -> None:
@@ -136,17 +159,25 @@ def post_ok(url: str, body: bytes) -> bool:
         return False
 
 
-def run_wrk(script: Path, url: str, seconds: float, connections: int) -> Run:
+def run_wrk(
+    script: Path, url: str, seconds: float, connections: int, watched: dict[str, int]
+) -> Run:
+    """One wrk run; ``watched`` names the server processes whose CPU time is counted."""
     threads = 1
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
                "--latency", "-s", str(script), url]  # fmt: skip
+    before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    wrk_before = wrk_cpu_seconds()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in watched.items()}
+    used["wrk"] = wrk_cpu_seconds() - wrk_before
     match = RESULT.search(done.stdout)
     if done.returncode != 0 or match is None:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    requests, duration_us, p50, p99, errors = match.groups()
-    return Run(int(requests) / (int(duration_us) / 1e6), float(p50) / 1000, float(p99) / 1000,
-               int(errors))  # fmt: skip
+    requests, duration_us, p50, p99, errors = (int(g) if g.isdigit() else float(g)
+                                               for g in match.groups())  # fmt: skip
+    cpu_us = {name: seconds_ * 1e6 / max(1, requests) for name, seconds_ in used.items()}
+    return Run(requests / (duration_us / 1e6), p50 / 1000, p99 / 1000, int(errors), cpu_us)
 
 
 def median(runs: list[Run]) -> Run:
@@ -155,6 +186,7 @@ def median(runs: list[Run]) -> Run:
         statistics.median(r.p50_ms for r in runs),
         statistics.median(r.p99_ms for r in runs),
         sum(r.errors for r in runs),
+        {name: statistics.median(r.cpu_us[name] for r in runs) for name in runs[0].cpu_us},
     )
 
 
@@ -188,18 +220,22 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, list[Run]]:
         through_gateway = f"http://127.0.0.1:{port}/datasphere/v1/nodes/bench:execute"
         if not post_ok(through_gateway, body.encode()):
             raise RuntimeError(f"the gateway did not answer at {through_gateway}")
+        a, b = (i.process.pid for i in instances)
+        haproxy = int(gateway.pid_path.read_text().split()[0])
+        direct_watched, gateway_watched = {"A": a}, {"A": a, "B": b, "HAProxy": haproxy}
         cases = {
-            f"direct, c={args.connections}": (instances[0].url, args.connections),
-            f"gateway (2 instances), c={args.connections}": (through_gateway, args.connections),
-            "direct, c=1": (instances[0].url, 1),
-            "gateway (2 instances), c=1": (through_gateway, 1),
-        }
-        for url, connections in cases.values():
-            run_wrk(script, url, args.warmup, connections)
+            f"direct, c={args.connections}": (instances[0].url, args.connections, direct_watched),
+            f"gateway (2 instances), c={args.connections}":
+                (through_gateway, args.connections, gateway_watched),
+            "direct, c=1": (instances[0].url, 1, direct_watched),
+            "gateway (2 instances), c=1": (through_gateway, 1, gateway_watched),
+        }  # fmt: skip
+        for url, connections, watched in cases.values():
+            run_wrk(script, url, args.warmup, connections, watched)
         results: dict[str, list[Run]] = {name: [] for name in cases}
         for round_ in range(1, args.rounds + 1):
-            for name, (url, connections) in cases.items():
-                run = run_wrk(script, url, args.duration, connections)
+            for name, (url, connections, watched) in cases.items():
+                run = run_wrk(script, url, args.duration, connections, watched)
                 results[name].append(run)
                 say(
                     f"round {round_}: {name}: {run.requests_per_s:.0f} req/s, p50 "
@@ -228,6 +264,20 @@ def report(args: argparse.Namespace, results: dict[str, list[Run]]) -> list[str]
     print(f"| throughput gateway (2 instances) / direct (1) | {ratio:.2f}x | "
           f">= {args.target_ratio:g}x |")  # fmt: skip
     print(f"| p50 added by the gateway (c=1) | {added:.3f} ms | <= {args.target_added_ms:g} ms |")
+    print()
+    cores = os.cpu_count() or 1
+    print(f"CPU time per request (µs) in the throughput cases; ceiling: the requests/s that "
+          f"{cores} cores give at full use")  # fmt: skip
+    print()
+    print("| case | instance A | instance B | HAProxy | wrk | total | ceiling |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in names[:2]:
+        cpu = medians[name].cpu_us
+        total = sum(cpu.values())
+        # one instance is one process: directly, it can use one core at most
+        ceiling = min(cores * 1e6 / total, *(1e6 / cpu[i] for i in ("A", "B") if i in cpu))
+        cells = [f"{cpu[k]:.1f}" if k in cpu else "" for k in ("A", "B", "HAProxy", "wrk")]
+        print(f"| {name} | {' | '.join(cells)} | {total:.1f} | {ceiling:.0f} |")
     problems = []
     if ratio < args.target_ratio:
         problems.append(f"throughput ratio {ratio:.2f} < {args.target_ratio:g}")
