@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from checkpoint2svc.runtime.reflection_client import ServiceInfo
 
 
-def _names(text: str) -> list[str]:
+def variable_names(text: str) -> list[str]:
+    """``--inputs a,b`` (the command and the magic): Python variable names, or a usage error."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     bad = [n for n in names if not n.isidentifier()]
     if bad:
@@ -268,10 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cell", required=True, metavar="SELECTOR",
         help="the target cell: a tag (predict), a cell id, or #N for the N-th code cell (0-based)",
     )  # fmt: skip
-    pin.add_argument("--inputs", type=_names, metavar="a,b", help="input variables (default: the "
-                     "`parameters` cell's variables that the target cell reads)")  # fmt: skip
-    pin.add_argument("--outputs", type=_names, metavar="x,y", help="output variables (default: "
-                     "the names the target cell assigns, minus those starting with _)")  # fmt: skip
+    pin.add_argument("--inputs", type=variable_names, metavar="a,b",
+                     help="input variables (default: the `parameters` cell's variables that the "
+                     "target cell reads)")  # fmt: skip
+    pin.add_argument("--outputs", type=variable_names, metavar="x,y",
+                     help="output variables (default: the names the target cell assigns, minus "
+                     "those starting with _)")  # fmt: skip
     pin.add_argument("--mode", choices=["isolated", "shared"], default="isolated",
                      help="isolated: each call starts from the pinned state (default); shared: "
                      "calls may change the state, one at a time")  # fmt: skip
@@ -399,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     from checkpoint2svc.cli_deploy import add_deploy_commands
 
     add_control_commands(commands)
-    add_deploy_commands(commands, _names)
+    add_deploy_commands(commands, variable_names)
     return parser
 
 

@@ -33,7 +33,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     ).validate()
     source = Path(args.notebook)
-    if not source.is_dir() and args.cell is None:  # before a controller is started for nothing
+    # checked before a controller is started for nothing
+    if not source.exists():
+        raise Checkpoint2SvcError(
+            f"{source}: no such notebook or checkpoint directory; check the path"
+        )
+    if not source.is_dir() and args.cell is None:
         raise Checkpoint2SvcError("--cell is required to deploy a notebook: a tag, a cell id or #N")
     deployer = Deployer(
         home_of(args), _progress, api_port=args.port, gateway_port=args.gateway_port

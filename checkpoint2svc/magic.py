@@ -21,6 +21,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
+from checkpoint2svc.cli import variable_names
 from checkpoint2svc.control.home import Home, default_home
 from checkpoint2svc.deploy.deployer import Deployer, Deployment, DeploySettings
 from checkpoint2svc.errors import CellExecutionError, Checkpoint2SvcError
@@ -36,15 +37,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message or self.format_help())
 
 
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
-
-
 def _deploy_parser() -> _Parser:
     parser = _Parser(prog="%%deploy", add_help=True, description="Deploy this cell as a node.")
     parser.add_argument("name", help="the node's name (behind an alias: its versions' prefix)")
-    parser.add_argument("--inputs", type=_names, help="the cell's inputs, a,b")
-    parser.add_argument("--outputs", type=_names, help="the cell's outputs, x,y")
+    parser.add_argument("--inputs", type=variable_names, help="the cell's inputs, a,b")
+    parser.add_argument("--outputs", type=variable_names, help="the cell's outputs, x,y")
     parser.add_argument("--mode", choices=["isolated", "shared"], default="isolated")
     parser.add_argument("--alias", help="the stable endpoint to point at this version")
     parser.add_argument("--weight", type=int, default=100, help="percent of the alias's traffic")

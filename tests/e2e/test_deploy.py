@@ -187,6 +187,15 @@ def test_deploy_reports_bad_input_clearly(controller: Controller, tmp_path: Path
     assert controller.api.request("GET", "/v1/nodes") == []
     stopped = cli("undeploy", "ghost", "--home", tmp_path / "no-controller")
     assert "checkpoint2svc up --home" in assert_clean_failure(stopped)
+    fresh = tmp_path / "fresh-home"
+    for args, expected in (
+        ((tmp_path / "nope.ipynb", "--cell", "x"), "no such notebook or checkpoint directory"),
+        ((notebook,), "--cell is required"),
+        ((notebook, "--cell", "greet", "--inputs", "first-name"), "is not a Python variable"),
+    ):
+        done = cli("deploy", *args, "--name", "x", "--home", fresh)
+        assert expected in assert_clean_failure(done)
+    assert not fresh.exists(), "a controller was started for a deploy that could not happen"
 
 
 def documented_commands() -> list[list[str]]:

@@ -89,3 +89,14 @@ def test_default_inputs_prefer_annotated_data_then_plain_data() -> None:
     assert default_inputs(cell, namespace, set()) == ["text", "n"]
     with pytest.raises(SignatureError, match="--inputs"):
         default_inputs("y = model", namespace, set())
+
+
+def test_the_magic_line_names_a_bad_variable_as_a_usage_error() -> None:
+    from IPython.core.error import UsageError
+
+    from checkpoint2svc.magic import _deploy_parser
+
+    parsed = _deploy_parser().parse_args(["words", "--inputs", "text, limit"])
+    assert parsed.inputs == ["text", "limit"]
+    with pytest.raises(UsageError, match="first-name is not a Python variable name"):
+        _deploy_parser().parse_args(["words", "--inputs", "first-name"])
