@@ -117,8 +117,8 @@ def _column_schema(dtype: str) -> dict[str, Any]:
     """One cell of a table column; strings and floats may be missing (null) as in pandas."""
     if dtype == "string":
         return {"type": ["string", "null"]}
-    if dtype.startswith("datetime64"):
-        return {"type": "string", "format": "date-time"}
+    if dtype.startswith("datetime64"):  # RFC 3339 in UTC (json_values); NaT is null
+        return {"type": ["string", "null"], "format": "date-time"}
     if dtype.startswith("float"):
         return {"type": ["number", "null"]}
     return _dtype_schema(dtype)

@@ -1,7 +1,8 @@
 """Convert Python values to and from their JSON form, as their IR type says.
 
 Tensors travel as nested lists or as ``{"dtype", "shape", "b64"}``; tables as a list of row
-objects (a dict of column lists is accepted too); bytes as base64 strings.
+objects (a dict of column lists is accepted too); bytes as base64 strings; table date-times as
+RFC 3339 strings in UTC (``2024-01-01T10:00:00Z``; a naive pandas time is taken as UTC).
 """
 
 from __future__ import annotations
@@ -109,9 +110,47 @@ def encode_json(value: Any, type_: TypeIR, field: str = "", tensors: TensorForma
         frame = value[[c.name for c in type_.columns]]
         for column in type_.columns:
             if column.dtype.startswith("datetime64"):
-                frame = frame.assign(**{column.name: frame[column.name].astype(str)})
+                times = _rfc3339(frame[column.name], f"{field}.{column.name}")
+                frame = frame.assign(**{column.name: pd.Series(times, index=frame.index)})
         return plain_json(frame.to_dict(orient="records"), field)
     return plain_json(value, field)
+
+
+def _rfc3339(column: Any, field: str) -> list[str | None]:
+    """RFC 3339 date-times in UTC, as precise as the column needs (at least seconds); NaT is
+    None. Naive times are taken as UTC, aware ones converted."""
+    import numpy as np
+    import pandas as pd
+
+    try:
+        utc = pd.to_datetime(column, utc=True).dt.tz_convert(None)
+    except (ValueError, TypeError) as exc:
+        raise ValueConversionError(field, f"expected date-times ({exc})") from exc
+    values = utc.to_numpy(dtype="datetime64[ns]")
+    missing = np.isnat(values)
+    nanoseconds = values.view("int64")[~missing]
+    units: tuple[tuple[Literal["s", "ms", "us"], int], ...] = (
+        ("s", 10**9), ("ms", 10**6), ("us", 10**3)
+    )  # fmt: skip
+    unit: Literal["s", "ms", "us", "ns"] = next(
+        (u for u, step in units if not (nanoseconds % step).any()), "ns"
+    )
+    text = np.datetime_as_string(values, unit=unit, timezone="UTC")
+    return [None if gone else str(t) for t, gone in zip(text, missing, strict=True)]
+
+
+def _decode_datetimes(values: list[Any], dtype: str) -> Any:
+    """RFC 3339 (or ISO 8601) strings or nulls as a ``dtype`` series: offsets are honoured, and a
+    naive column gets the times in UTC, as ``_rfc3339`` sends them."""
+    import pandas as pd
+
+    bad = next((v for v in values if v is not None and not isinstance(v, str)), None)
+    if bad is not None:
+        raise ValueError(f"expected RFC 3339 date-time strings, got {_describe(bad)}")
+    times = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+    if "," not in dtype:  # datetime64[ns]: naive
+        times = times.dt.tz_convert(None)
+    return times.astype(dtype)
 
 
 def _encode_tensor(value: Any, type_: Tensor, field: str, tensors: TensorFormat) -> Any:
@@ -272,6 +311,8 @@ def _decode_table(data: Any, type_: Table, field: str) -> Any:
                 if not all(v is None or isinstance(v, str) for v in values):
                     raise ValueError("expected strings")
                 out[column.name] = pd.Series(values)
+            elif column.dtype.startswith("datetime64"):
+                out[column.name] = _decode_datetimes(values, column.dtype)
             else:
                 out[column.name] = pd.Series(values).astype(column.dtype)
         except (ValueError, TypeError) as exc:

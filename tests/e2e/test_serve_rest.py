@@ -153,3 +153,43 @@ def test_the_event_loop_never_waits_for_a_busy_slot(pinned: dict[str, Checkpoint
     assert service.run_if_free(inputs, "r1") == {"message": "Hello, Ada!", "scaled": [3]}
     with service._slots:  # another call is running
         assert service.run_if_free(inputs, "r2") is None
+
+
+def test_table_date_times_travel_as_rfc3339_in_utc(tmp_path: Path) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("import pandas as pd"),
+        nbformat.v4.new_code_cell(
+            'events = pd.DataFrame({"name": ["a"], "when": pd.to_datetime(["2024-01-01 10:00"])})',
+            metadata={"tags": ["parameters"]},
+        ),
+        nbformat.v4.new_code_cell(
+            'later = events.assign(when=events["when"] + pd.Timedelta(hours=1))',
+            metadata={"tags": ["shift"]},
+        ),
+    ]
+    nbformat.write(notebook, tmp_path / "events.ipynb")
+    checkpoint = pin_notebook(
+        tmp_path / "events.ipynb", "shift", tmp_path / "events.ckpt", progress=lambda _: None
+    )
+    assert checkpoint.manifest.inputs[0].example == [{"name": "a", "when": "2024-01-01T10:00:00Z"}]
+    started = Instance(checkpoint.path)
+    try:
+        sent = [
+            {"name": "offset", "when": "2024-01-01T12:00:00+02:00"},
+            {"name": "utc", "when": "2024-06-30T23:30:00.5Z"},
+            {"name": "unknown", "when": None},
+        ]
+        answer = started.execute({"events": sent})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["output"]["later"] == [
+            {"name": "offset", "when": "2024-01-01T11:00:00.000Z"},
+            {"name": "utc", "when": "2024-07-01T00:30:00.500Z"},
+            {"name": "unknown", "when": None},
+        ]
+        wrong = started.execute({"events": [{"name": "x", "when": 1704103200}]})
+        assert wrong.status_code == 422 and "RFC 3339" in wrong.json()["error_message"]
+        schema = httpx.get(f"{started.url}/openapi.json").json()["components"]["schemas"]
+        assert any('"format": "date-time"' in str(s).replace("'", '"') for s in schema.values())
+    finally:
+        started.stop()

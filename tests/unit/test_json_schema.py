@@ -11,7 +11,8 @@ from referencing.jsonschema import DRAFT202012
 
 from checkpoint2svc.checkpoint.manifest import Manifest, TargetCell, Variable
 from checkpoint2svc.codegen.json_schema import component_prefix, json_schema, openapi_document
-from checkpoint2svc.runtime.json_values import encode_json
+from checkpoint2svc.errors import ValueConversionError
+from checkpoint2svc.runtime.json_values import decode_json, encode_json
 from checkpoint2svc.signature.types import (
     Column,
     DictOf,
@@ -149,7 +150,10 @@ def test_tensor_schema_describes_dtype_and_shape() -> None:
 def test_table_schema_types_each_column() -> None:
     type_ = Table((Column("when", "datetime64[ns]"), Column("n", "int32")))
     rows, columns = json_schema(type_)["oneOf"]
-    assert rows["items"]["properties"]["when"] == {"type": "string", "format": "date-time"}
+    assert rows["items"]["properties"]["when"] == {
+        "type": ["string", "null"],
+        "format": "date-time",
+    }
     assert rows["items"]["properties"]["n"]["type"] == "integer"
     assert columns["properties"]["n"]["items"]["type"] == "integer"
 
@@ -201,15 +205,51 @@ def test_wrong_values_do_not_validate(type_: TypeIR, data: Any) -> None:
     assert not validator(json_schema(type_)).is_valid(data)
 
 
-@pytest.mark.xfail(
-    reason="json_values encodes datetime64 cells as naive 'YYYY-MM-DD[ HH:MM:SS]' strings, "
-    "which are not RFC 3339 date-times (and the decoder rejects a date-time with an offset)"
-)
-def test_encoded_datetimes_are_rfc3339() -> None:
+def test_encoded_datetimes_are_rfc3339_and_round_trip() -> None:
     type_ = Table((Column("when", "datetime64[ns]"),))
-    frame = pd.DataFrame({"when": pd.to_datetime(["2024-01-01 10:00:00"])})
+    frame = pd.DataFrame({"when": pd.to_datetime(
+        ["2024-01-01 10:00:00", "2024-01-02 00:00:00.123456789", None], format="ISO8601"
+    ).astype("datetime64[ns]")})  # fmt: skip
     data = wire(frame, type_, "list")
+    assert [row["when"] for row in data] == [
+        "2024-01-01T10:00:00.000000000Z",
+        "2024-01-02T00:00:00.123456789Z",
+        None,
+    ]  # as precise as the column needs: here nanoseconds
     Draft202012Validator(json_schema(type_), format_checker=FormatChecker()).validate(data)
+    back = decode_json(data, type_)
+    pd.testing.assert_frame_equal(back, frame)
+
+
+def test_whole_seconds_are_sent_without_a_fraction() -> None:
+    type_ = Table((Column("when", "datetime64[ns]"),))
+    frame = pd.DataFrame(
+        {"when": pd.to_datetime(["2024-01-01 10:00:00", "2024-03-01"], format="ISO8601")}
+    )
+    assert [r["when"] for r in wire(frame, type_, "list")] == [
+        "2024-01-01T10:00:00Z",
+        "2024-03-01T00:00:00Z",
+    ]
+
+
+def test_decoded_datetimes_honour_offsets_and_accept_naive_strings() -> None:
+    type_ = Table((Column("when", "datetime64[ns]"),))
+    sent = [{"when": "2024-01-01T12:00:00+02:00"}, {"when": "2024-01-01 10:00:00"},
+            {"when": "2024-01-01T10:00:00Z"}]  # fmt: skip
+    assert set(decode_json(sent, type_)["when"]) == {pd.Timestamp("2024-01-01 10:00:00")}
+    with pytest.raises(ValueConversionError, match=r"when.*RFC 3339"):
+        decode_json([{"when": 1704103200}], type_)
+    with pytest.raises(ValueConversionError, match="when"):
+        decode_json([{"when": "yesterday"}], type_)
+
+
+def test_an_aware_column_is_sent_in_utc() -> None:
+    type_ = Table((Column("when", "datetime64[ns, Europe/Berlin]"),))
+    when = pd.to_datetime(["2024-01-01 11:00:00"]).tz_localize("Europe/Berlin")
+    frame = pd.DataFrame({"when": when.astype("datetime64[ns, Europe/Berlin]")})
+    data = wire(frame, type_, "list")
+    assert data == [{"when": "2024-01-01T10:00:00Z"}]
+    pd.testing.assert_frame_equal(decode_json(data, type_), frame)
 
 
 def variable(name: str, type_: TypeIR, value: Any) -> Variable:
