@@ -140,17 +140,15 @@ def _rfc3339(column: Any, field: str) -> list[str | None]:
 
 
 def _decode_datetimes(values: list[Any], dtype: str) -> Any:
-    """RFC 3339 (or ISO 8601) strings or nulls as a ``dtype`` series: offsets are honoured, and a
-    naive column gets the times in UTC, as ``_rfc3339`` sends them."""
+    """RFC 3339 (or ISO 8601) strings or nulls as a naive ``dtype`` series in UTC, as
+    ``_rfc3339`` sends them; offsets are honoured."""
     import pandas as pd
 
     bad = next((v for v in values if v is not None and not isinstance(v, str)), None)
     if bad is not None:
         raise ValueError(f"expected RFC 3339 date-time strings, got {_describe(bad)}")
     times = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
-    if "," not in dtype:  # datetime64[ns]: naive
-        times = times.dt.tz_convert(None)
-    return times.astype(dtype)
+    return times.dt.tz_convert(None).astype(dtype)
 
 
 def _encode_tensor(value: Any, type_: Tensor, field: str, tensors: TensorFormat) -> Any:

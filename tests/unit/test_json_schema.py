@@ -243,13 +243,12 @@ def test_decoded_datetimes_honour_offsets_and_accept_naive_strings() -> None:
         decode_json([{"when": "yesterday"}], type_)
 
 
-def test_an_aware_column_is_sent_in_utc() -> None:
-    type_ = Table((Column("when", "datetime64[ns, Europe/Berlin]"),))
+def test_a_column_with_a_time_zone_is_sent_in_utc() -> None:
+    type_ = Table((Column("when", "datetime64[ns]"),))  # what pinning infers for it
     when = pd.to_datetime(["2024-01-01 11:00:00"]).tz_localize("Europe/Berlin")
-    frame = pd.DataFrame({"when": when.astype("datetime64[ns, Europe/Berlin]")})
-    data = wire(frame, type_, "list")
+    data = wire(pd.DataFrame({"when": when}), type_, "list")
     assert data == [{"when": "2024-01-01T10:00:00Z"}]
-    pd.testing.assert_frame_equal(decode_json(data, type_), frame)
+    assert list(decode_json(data, type_)["when"]) == [pd.Timestamp("2024-01-01 10:00:00")]
 
 
 def variable(name: str, type_: TypeIR, value: Any) -> Variable:
