@@ -128,6 +128,8 @@ def _wait_healthy(args: argparse.Namespace, name: str, timeout: float = 600) -> 
     while time.monotonic() < deadline:
         node = client.request("GET", f"/v1/nodes/{name}")
         line = f"{node['status']}: {node['healthy_instances']}/{len(node['instances'])} healthy"
+        if node.get("build"):
+            line = f"building the image: {node['build']}"
         if line != last:
             print(f"  {line}", flush=True)
             last = line
@@ -164,6 +166,8 @@ def cmd_node_get(args: argparse.Namespace) -> int:
     bounds = f"min {spec['min_instances']}, max {spec['max_instances']}, {spec['backend']}"
     print(f"node {node['name']}: {node['status']}  ({node['healthy_instances']} healthy, {bounds})")
     print(f"  REST: {node['endpoint']['rest']}\n  gRPC: {node['endpoint']['grpc']}")
+    if node.get("build"):
+        print(f"  building the image: {node['build']}")
     print("  instances:")
     for i in node["instances"]:
         error = f"  ({i['last_error']})" if i["last_error"] else ""

@@ -34,6 +34,7 @@ def node_view(controller: Controller, row: NodeRow, events: int = 10) -> dict[st
         "suspended": row.suspended,
         "image": row.image or row.spec.image or "",
         "version": controller.desired_version(row),
+        "build": controller.build_progress(row.name),  # the image build's last line, while it runs
         "spec": row.spec.to_dict(),
         "endpoint": {
             "rest": f"http://127.0.0.1:{controller.gateway_port}/datasphere/v1/nodes/"

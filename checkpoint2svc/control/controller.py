@@ -55,7 +55,11 @@ SOCKETS_DIR = "instances"
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 """Delays before replacing instances of a node whose instances keep exiting (a crash loop)."""
 
-ImageBuilder = Callable[[NodeSpec], str]
+ImageBuilder = Callable[[NodeSpec, Callable[[str], None]], str]
+"""Builds (or reuses) a checkpoint node's image and returns its tag; reports each step."""
+BUILD_LINE_CHARS = 160
+BUILD_NOISE = ("--->", "Removing intermediate container")
+"""docker build lines that say nothing about progress to a user."""
 
 
 def instance_id(node: str) -> str:
@@ -99,6 +103,8 @@ class Controller:
         self._builds: dict[str, threading.Thread] = {}
         self._failed_builds: dict[str, str | None] = {}
         """Node -> the checkpoint whose build failed: not retried until the node changes."""
+        self._build_lines: dict[str, str] = {}
+        """Node -> the last line of its image build while it runs (progress for the API)."""
         self._gateway_config: GatewayConfig | None = None
         self._gateway_lock = threading.Lock()
         self._lock = threading.RLock()
@@ -264,9 +270,18 @@ class Controller:
             thread.start()
         return None
 
+    def build_progress(self, node: str) -> str | None:
+        """The last line of the node's image build while one runs, else None."""
+        return self._build_lines.get(node)
+
     def _build(self, spec: NodeSpec) -> None:
+        def step(line: str) -> None:
+            text = line.strip()
+            if text and not text.startswith(BUILD_NOISE):
+                self._build_lines[spec.name] = text[:BUILD_LINE_CHARS]
+
         try:
-            image = self._build_image(spec)
+            image = self._build_image(spec, step)
         except Checkpoint2SvcError as exc:
             self._failed_builds[spec.name] = spec.checkpoint
             self.event(spec.name, f"image build failed: {exc}")
@@ -277,6 +292,7 @@ class Controller:
             self.event(spec.name, f"image {image} ready")
         finally:
             self._builds.pop(spec.name, None)
+            self._build_lines.pop(spec.name, None)
 
     def _start_instance(self, spec: NodeSpec, image: str, version: str) -> None:
         new_id = instance_id(spec.name)

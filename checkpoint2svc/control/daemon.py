@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from checkpoint2svc.control.controller import Controller
@@ -25,7 +26,7 @@ from checkpoint2svc.control.store import Store
 log = logging.getLogger("checkpoint2svc.controller")
 
 
-def build_node_image(spec: NodeSpec) -> str:
+def build_node_image(spec: NodeSpec, progress: Callable[[str], None]) -> str:
     """The service image of a checkpoint node, reused when it exists for the same checkpoint."""
     from checkpoint2svc.checkpoint import Checkpoint
     from checkpoint2svc.checkpoint.manifest import MANIFEST_NAME, sha256_file
@@ -40,7 +41,7 @@ def build_node_image(spec: NodeSpec) -> str:
         return tag
     except Exception:
         pass
-    return build_image(checkpoint, tag).tag
+    return build_image(checkpoint, tag, progress=progress).tag
 
 
 def serve_controller(home: Home, api_port: int, gateway_port: int) -> None:

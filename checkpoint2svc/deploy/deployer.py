@@ -444,10 +444,10 @@ class Deployer:
             fresh = [i for i in live if i["version"] == version]
             healthy = sum(i["status"] == "Healthy" for i in fresh)
             wanted = max(view["spec"]["min_instances"], 1)
-            line = (
-                "building the image" if version is None
-                else f"{view['status']}: {healthy}/{wanted} instance(s) of this version healthy"
-            )  # fmt: skip
+            if version is None:
+                line = "building the image" + (f": {view['build']}" if view.get("build") else "")
+            else:
+                line = f"{view['status']}: {healthy}/{wanted} instance(s) of this version healthy"
             if line != last:
                 self.progress(line)
                 last = line

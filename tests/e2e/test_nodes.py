@@ -128,6 +128,14 @@ def test_node_lifecycle(
         "--min", "2", "--max", "2",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    if backend == "docker":  # the build's steps show in the node's view while it runs
+        build_lines = set()
+        while not (view := controller.node("greeter"))["image"]:
+            if view["build"]:
+                build_lines.add(view["build"])
+            time.sleep(0.05)
+        assert any(re.match(r"Step \d+/\d+ : ", line) for line in build_lines), build_lines
+        assert view["build"] is None
     node = controller.wait("greeter", healthy_with(2))
     first_ids = {i["id"] for i in node["instances"]}
 
