@@ -90,6 +90,10 @@ class BackendError(Checkpoint2SvcError):
     """An instance cannot be started, observed or stopped on its backend (docker, local)."""
 
 
+class ImageMissingError(BackendError):
+    """The image of an instance is not in the local engine (removed by hand, or never built)."""
+
+
 class GrpcCallError(Checkpoint2SvcError):
     """A call by name over gRPC reflection failed: the target is unreachable, reflection knows no
     such service or method, the request does not fit the message, or the server answered with an

@@ -24,7 +24,7 @@ from checkpoint2svc.backends.base import (
     RunState,
     RunStatus,
 )
-from checkpoint2svc.errors import BackendError
+from checkpoint2svc.errors import BackendError, ImageMissingError
 
 HOST = "127.0.0.1"
 NODE_ID_VARIABLE = "CHECKPOINT2SVC_NODE_ID"
@@ -136,7 +136,7 @@ class DockerBackend:
                 volumes=volumes,
             )  # fmt: skip
         except docker.errors.ImageNotFound as exc:
-            raise BackendError(
+            raise ImageMissingError(
                 f"image {spec.image} is not in the local Docker engine (images are never "
                 f"pulled); build it with `checkpoint2svc build CHECKPOINT --tag {spec.image}`"
             ) from exc

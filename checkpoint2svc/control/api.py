@@ -108,6 +108,8 @@ def create_api(controller: Controller, token: str, shutdown: Any = None) -> Fast
         spec = NodeSpec.from_dict(merged).validate()
         rebuild = spec.checkpoint != row.spec.checkpoint or spec.image != row.spec.image
         controller.store.update_node(name, spec=spec, image="" if rebuild else None)
+        if rebuild:
+            controller.retire_image(row)
         controller.event(name, f"node updated: {', '.join(sorted(body)) or 'nothing'}")
         return node_view(controller, controller.store.node(name))
 

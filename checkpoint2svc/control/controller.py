@@ -39,7 +39,7 @@ from checkpoint2svc.control.models import (
     NodeStatus,
 )
 from checkpoint2svc.control.store import NodeRow, Store
-from checkpoint2svc.errors import Checkpoint2SvcError
+from checkpoint2svc.errors import Checkpoint2SvcError, ImageMissingError
 from checkpoint2svc.gateway.config import (
     GatewayAlias,
     GatewayConfig,
@@ -57,6 +57,10 @@ RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
 ImageBuilder = Callable[[NodeSpec, Callable[[str], None]], str]
 """Builds (or reuses) a checkpoint node's image and returns its tag; reports each step."""
+ImageRemover = Callable[[str], bool]
+"""Removes an image the controller built; False while a container still uses it."""
+IMAGE_RETRY_S = 5.0
+"""How often removing an image that a container still uses is tried again."""
 BUILD_LINE_CHARS = 160
 BUILD_NOISE = ("--->", "Removing intermediate container")
 """docker build lines that say nothing about progress to a user."""
@@ -89,6 +93,7 @@ class Controller:
         gateway_port: int,
         build_image: ImageBuilder,
         max_body_bytes: int = 16 * 1024 * 1024,
+        remove_image: ImageRemover | None = None,
     ) -> None:
         self.home = home
         self.store = store
@@ -97,6 +102,10 @@ class Controller:
         self.gateway_port = gateway_port
         self.max_body_bytes = max_body_bytes
         self._build_image = build_image
+        self._remove_image = remove_image
+        self._unused_images: dict[str, float] = {}
+        """Images this controller built that no node needs any more -> when to try removing
+        them (a container of an instance being replaced may still use one)."""
         self._backends: dict[str, InstanceBackend] = {}
         self.instances: dict[str, InstanceRecord] = {}
         self._scale: dict[str, ScaleState] = {}
@@ -190,6 +199,35 @@ class Controller:
                 log.exception("reconciling node %s failed", row.name)
                 self.event(row.name, f"internal error: {exc!r}")
         self._apply_gateway()
+        self._remove_unused_images()
+
+    def retire_image(self, row: NodeRow) -> None:
+        """The node no longer needs its image (deleted, or rebuilt from a new checkpoint):
+        removed once no container uses it, if this controller built it and no node uses it."""
+        if row.image and row.spec.image is None and self._remove_image is not None:
+            self._unused_images.setdefault(row.image, 0.0)
+
+    def _remove_unused_images(self) -> None:
+        now = time.monotonic()
+        due = [image for image, when in self._unused_images.items() if when <= now]
+        if not due:
+            return
+        needed = {row.image for row in self.store.nodes()}
+        for image in due:
+            if image in needed:  # built again for a node since
+                del self._unused_images[image]
+                continue
+            assert self._remove_image is not None
+            try:
+                removed = self._remove_image(image)
+            except Exception as exc:  # a cache entry left behind must not stop reconciling
+                log.warning("image %s not removed: %s", image, exc)
+                removed = True
+            if removed:
+                del self._unused_images[image]
+                log.info("removed image %s (no node uses it)", image)
+            else:
+                self._unused_images[image] = now + IMAGE_RETRY_S
 
     def node_instances(self, node: str) -> list[InstanceRecord]:
         with self._lock:
@@ -210,7 +248,14 @@ class Controller:
             state = self._scale.setdefault(spec.name, ScaleState(desired=spec.min_instances))
             desired = next_desired(state, self.in_flight(spec.name), spec, time.monotonic())
         if image is not None:
-            self._scale_and_roll(spec, image, desired)
+            try:
+                self._scale_and_roll(spec, image, desired)
+            except ImageMissingError:
+                if spec.image is not None:  # the user's image: only they can bring it back
+                    raise
+                self.store.update_node(spec.name, image="")  # built again on the next pass
+                self.event(spec.name, f"image {image} is gone from the Docker engine; building "
+                           "it again")  # fmt: skip
         self._apply_gateway()  # the gateway routes to an instance before the node says Healthy
         self._set_node_status(row)
 
@@ -424,6 +469,7 @@ class Controller:
             self._stop_instance(record, "node deleted")
         self._scale.pop(row.name, None)
         self.store.remove_node(row.name)
+        self.retire_image(row)
         log.info("node %s deleted", row.name)
 
     def instance_logs(self, instance: str, tail: int = 100, follow: bool = False) -> Iterator[str]:

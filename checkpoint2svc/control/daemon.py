@@ -44,6 +44,24 @@ def build_node_image(spec: NodeSpec, progress: Callable[[str], None]) -> str:
     return build_image(checkpoint, tag, progress=progress).tag
 
 
+def remove_node_image(tag: str) -> bool:
+    """Remove a node image the controller built; False while a container still uses it (the
+    engine refuses then: nothing is forced)."""
+    import docker
+
+    from checkpoint2svc.image.engine import docker_client
+
+    try:
+        docker_client().images.remove(tag, force=False)
+    except docker.errors.ImageNotFound:
+        return True
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # conflict: a container uses it
+            return False
+        raise
+    return True
+
+
 def serve_controller(home: Home, api_port: int, gateway_port: int) -> None:
     import uvicorn
 
@@ -55,7 +73,7 @@ def serve_controller(home: Home, api_port: int, gateway_port: int) -> None:
     store = Store(home.database)
     controller = Controller(
         home.root, store, home.controller_id(), Gateway(home.gateway_dir), gateway_port,
-        build_node_image,
+        build_node_image, remove_image=remove_node_image,
     )  # fmt: skip
     backends = ("local", "docker") if default_backend_name() == "docker" else ("local",)
     controller.adopt(backends)

@@ -187,6 +187,21 @@ def test_node_lifecycle(
     for _ in range(50):
         assert controller.execute("greeter", {"name": "x", "values": []}).status_code == 200
 
+    if backend == "docker":  # its image removed by hand: the next replacement builds it again
+        from tests.e2e.docker_engine import engine
+
+        engine().images.remove(node["image"], force=True)  # the running containers keep theirs
+        victim = node["instances"][0]
+        _kill(backend, victim["ref"])
+        node = controller.wait(
+            "greeter",
+            lambda n: healthy_with(2)(n) and victim["id"] not in {i["id"] for i in n["instances"]},
+            timeout=300,
+        )
+        events = controller.api.request("GET", "/v1/nodes/greeter", params={"events": 50})
+        assert any("building it again" in e["message"] for e in events["events"]), events
+        assert engine().images.get(node["image"])
+
     # a restarted controller adopts the running instances instead of starting new ones
     before = {i["id"] for i in node["instances"]}
     controller.restart()
@@ -236,8 +251,9 @@ def test_node_lifecycle(
     assert controller.cli("node", "resume", "greeter").returncode == 0
     controller.wait("greeter", healthy_with(2))
 
-    # delete leaves nothing behind
-    refs = [i["ref"] for i in controller.node("greeter")["instances"]]
+    # delete leaves nothing behind: no instance, and on docker not the image it built
+    node = controller.node("greeter")
+    refs = [i["ref"] for i in node["instances"]]
     assert controller.cli("node", "delete", "greeter").returncode == 0
     deadline = time.monotonic() + 60
     while controller.api.request("GET", "/v1/nodes"):
@@ -245,6 +261,13 @@ def test_node_lifecycle(
         time.sleep(0.2)
     for ref in refs:
         assert not _running(backend, ref), f"{ref} still runs after the node was deleted"
+    if backend == "docker":
+        from tests.e2e.docker_engine import engine
+
+        assert node["image"].startswith("checkpoint2svc-node/greeter:")
+        while any(node["image"] in i.tags for i in engine().images.list("checkpoint2svc-node")):
+            assert time.monotonic() < deadline, f"{node['image']} was not removed"
+            time.sleep(0.2)
 
 
 def node_service_call(

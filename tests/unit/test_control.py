@@ -139,3 +139,52 @@ def test_signature_differences_name_removed_added_and_retyped_fields() -> None:
     assert "+ new input c: str (clients do not send it)" in changed
     assert "~ input a: int -> float" in changed
     assert "- output y is gone (clients that read it break)" in changed
+
+
+def test_images_the_controller_built_are_removed_once_unused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from checkpoint2svc.control import controller as controller_module
+    from checkpoint2svc.control.controller import IMAGE_RETRY_S, Controller
+    from checkpoint2svc.gateway.haproxy import Gateway
+
+    in_use = {"node/a:1"}  # what the fake engine refuses to remove (a container uses it)
+    removed: list[str] = []
+
+    def remove(tag: str) -> bool:
+        if tag in in_use:
+            return False
+        removed.append(tag)
+        return True
+
+    store = Store(tmp_path / "c.db")
+    controller = Controller(
+        tmp_path, store, "c", Gateway(tmp_path / "gw"), 0, lambda s, p: "", remove_image=remove
+    )
+    clock = [1000.0]
+    monkeypatch.setattr(controller_module.time, "monotonic", lambda: clock[0])
+    built = spec(name="a", backend="docker")
+    store.add_node(built)
+    store.update_node("a", image="node/a:1")
+    controller.retire_image(store.node("a"))
+    store.remove_node("a")
+    store.add_node(spec(name="u", image="user/web:1", checkpoint=None, backend="docker"))
+    store.update_node("u", image="user/web:1")
+    controller.retire_image(store.node("u"))
+
+    controller._remove_unused_images()  # still in use: tried again later, not forced
+    assert removed == []
+    in_use.clear()
+    clock[0] += IMAGE_RETRY_S / 2
+    controller._remove_unused_images()
+    assert removed == []
+    clock[0] += IMAGE_RETRY_S
+    controller._remove_unused_images()
+    assert removed == ["node/a:1"]  # never the user's image
+
+    store.add_node(spec(name="b", backend="docker"))
+    store.update_node("b", image="node/b:1")
+    controller.retire_image(store.node("b"))
+    controller._remove_unused_images()  # node b still names it (rebuilt to the same tag)
+    controller._remove_unused_images()
+    assert removed == ["node/a:1"]
