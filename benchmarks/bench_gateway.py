@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import socket
@@ -47,30 +46,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from wrk_post import RESULT, WRK_SCRIPT  # benchmarks/wrk_post.py
+
 from checkpoint2svc.checkpoint import pin_notebook
 from checkpoint2svc.gateway import Gateway, GatewayConfig, GatewayNode, GatewayServer
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CASE = str(HERE.parent / "examples" / "classifier.ipynb") + ":predict"
 START_TIMEOUT_S = 120.0
-
-WRK_SCRIPT = """\
-wrk.method = "POST"
-wrk.body = '%s'
-wrk.headers["Content-Type"] = "application/json"
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "RESULT requests=%%d duration_us=%%d p50_us=%%.1f p99_us=%%.1f errors=%%d\\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
-RESULT = re.compile(
-    r"^RESULT requests=(\d+) duration_us=(\d+) p50_us=([\d.]+) p99_us=([\d.]+) errors=(\d+)$",
-    re.MULTILINE,
-)
 
 
 @dataclass(frozen=True)

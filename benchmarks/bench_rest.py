@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -47,6 +46,7 @@ from pathlib import Path
 from types import FrameType
 
 import psutil
+from wrk_post import RESULT, WRK_SCRIPT  # benchmarks/wrk_post.py
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "add.ipynb"
@@ -59,24 +59,6 @@ EXPECTED = {"output": {"c": 3}}
 TARGETS = {"FastAPI": 1.5, "BentoML": 5.0}
 START_TIMEOUT_S = 120.0
 BUSY_LOAD = 0.5
-
-WRK_SCRIPT = """\
-wrk.method = "POST"
-wrk.body = '%s'
-wrk.headers["Content-Type"] = "application/json"
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "RESULT requests=%%d duration_us=%%d p50_us=%%.1f p99_us=%%.1f errors=%%d\\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
-RESULT_LINE = re.compile(
-    r"^RESULT requests=(\d+) duration_us=(\d+) p50_us=([\d.]+) p99_us=([\d.]+) errors=(\d+)$",
-    re.MULTILINE,
-)
 
 
 @dataclass(frozen=True)
@@ -299,7 +281,7 @@ def run_wrk(
     command = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
                "--timeout", "5s", "-s", str(script), url]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    match = RESULT_LINE.search(done.stdout)
+    match = RESULT.search(done.stdout)
     if done.returncode != 0 or match is None:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     requests, duration_us, p50_us, p99_us, errors = match.groups()
