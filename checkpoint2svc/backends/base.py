@@ -46,6 +46,9 @@ class InstanceSpec:
     socket_dir: Path | None = None
     """A directory for the instance's unix socket (``SOCKET_NAME``), which it serves HTTP on
     besides its port; None: the port only (an image that is not checkpoint2svc's)."""
+    version: str = ""
+    """The controller's version of the node this instance runs (labels / state file), so that a
+    restarted controller knows whether a rollout still has to replace it."""
 
 
 SOCKET_NAME = "http.sock"
@@ -69,6 +72,8 @@ class InstanceHandle:
     """Epoch seconds."""
     http_socket: str = ""
     """The host path of the instance's unix socket; empty when it serves its port only."""
+    version: str = ""
+    """``InstanceSpec.version``; empty for an instance started before versions were recorded."""
 
 
 @dataclass(frozen=True)

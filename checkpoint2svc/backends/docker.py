@@ -37,6 +37,7 @@ HTTP_PORT_LABEL = "org.checkpoint2svc.instance-http-port"
 overwritten), so that the host-side ones can be looked up again on adoption."""
 GRPC_PORT_LABEL = "org.checkpoint2svc.instance-grpc-port"
 SOCKET_LABEL = "org.checkpoint2svc.instance-http-socket"
+VERSION_LABEL = "org.checkpoint2svc.instance-version"
 SOCKET_VARIABLE = "CHECKPOINT2SVC_HTTP_SOCKET"
 
 _STATES = {
@@ -66,6 +67,8 @@ def instance_labels(spec: InstanceSpec, created_at: float) -> dict[str, str]:
         labels[GRPC_PORT_LABEL] = str(spec.grpc_port)
     if spec.socket_dir is not None:
         labels[SOCKET_LABEL] = str(spec.socket_dir / SOCKET_NAME)
+    if spec.version:
+        labels[VERSION_LABEL] = spec.version
     return labels
 
 
@@ -84,6 +87,7 @@ def handle_from_attrs(attrs: Mapping[str, Any]) -> InstanceHandle:
         ref=attrs["Id"], host=HOST, http_port=host_port(HTTP_PORT_LABEL),
         grpc_port=host_port(GRPC_PORT_LABEL) if GRPC_PORT_LABEL in labels else None,
         created_at=float(labels.get(CREATED_LABEL, 0)), http_socket=labels.get(SOCKET_LABEL, ""),
+        version=labels.get(VERSION_LABEL, ""),
     )  # fmt: skip
 
 

@@ -109,6 +109,7 @@ class LocalState:
     created_at: float
     checkpoint: str
     http_socket: str = ""
+    version: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -123,7 +124,7 @@ class LocalState:
                 start_ticks=int(data["start_ticks"]), http_port=int(data["http_port"]),
                 grpc_port=None if data["grpc_port"] is None else int(data["grpc_port"]),
                 created_at=float(data["created_at"]), checkpoint=str(data["checkpoint"]),
-                http_socket=str(data.get("http_socket", "")),
+                http_socket=str(data.get("http_socket", "")), version=str(data.get("version", "")),
             )  # fmt: skip
         except (ValueError, TypeError, KeyError) as exc:
             raise BackendError(
@@ -136,7 +137,7 @@ class LocalState:
         return InstanceHandle(
             instance_id=self.instance_id, node=self.node, backend="local", ref=str(self.pid),
             host=HOST, http_port=self.http_port, grpc_port=self.grpc_port,
-            created_at=self.created_at, http_socket=self.http_socket,
+            created_at=self.created_at, http_socket=self.http_socket, version=self.version,
         )  # fmt: skip
 
 
@@ -192,6 +193,7 @@ class LocalBackend:
             pid=process.pid, start_ticks=stat.start_ticks, http_port=http_port,
             grpc_port=grpc_port if spec.grpc_port is not None else None,
             created_at=created_at, checkpoint=str(checkpoint), http_socket=http_socket,
+            version=spec.version,
         )  # fmt: skip
         self._write_state(state)
         return state.handle()

@@ -149,10 +149,10 @@ class Controller:
                 if handle.node not in known:
                     self.backend(name).stop(handle)
                     continue
-                # its version is not recorded outside this process: taken as the current one
-                self._track(handle, InstanceStatus.STARTED).version = self._current_version(
-                    handle.node
-                )
+                # the version it was started with (labels / state file): a rollout the previous
+                # process had not finished goes on; an instance without one is taken as current
+                version = handle.version or self._current_version(handle.node)
+                self._track(handle, InstanceStatus.STARTED).version = version
                 self.event(handle.node, "adopted after a controller restart", handle.instance_id)
         if self.gateway.adopt():
             log.info("adopted the running gateway")
@@ -346,7 +346,7 @@ class Controller:
             node=spec.name, instance_id=new_id, controller_id=self.controller_id,
             image=image or None, checkpoint=Path(spec.checkpoint) if spec.checkpoint else None,
             http_port=spec.port, grpc_port=grpc_port, env=dict(spec.env),
-            socket_dir=self._socket_dir(new_id) if spec.checkpoint else None,
+            socket_dir=self._socket_dir(new_id) if spec.checkpoint else None, version=version,
         )  # fmt: skip
         try:
             handle = self.backend(spec.backend).start(instance)

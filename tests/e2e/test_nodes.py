@@ -21,6 +21,7 @@ import pytest
 from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
 from checkpoint2svc.control.client import ControllerClient, start_controller, stop_controller
 from checkpoint2svc.control.home import Home
+from checkpoint2svc.control.store import Store
 from tests.e2e.cli import assert_clean_failure, cli, write_notebook
 from tests.e2e.instance import free_port
 
@@ -59,8 +60,10 @@ class Controller:
             f"{self.gateway}/datasphere/v1/nodes/{name}:execute", json={"input": inputs}, timeout=30
         )
 
-    def restart(self) -> None:
+    def restart(self, while_stopped: Callable[[], None] | None = None) -> None:
         stop_controller(self.home)
+        if while_stopped is not None:
+            while_stopped()
         self.info = start_controller(self.home, self.info.api_port, self.info.gateway_port)
         self.api = ControllerClient(self.home)
 
@@ -330,6 +333,37 @@ def _running(backend: str, ref: str) -> bool:
     except docker.errors.NotFound:
         return False
     return True
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_rollout_the_controller_did_not_finish_goes_on_after_a_restart(
+    controller: Controller, pinned: dict[str, Checkpoint], backend: str
+) -> None:
+    _needs_engine(backend)
+    done = controller.cli(
+        "node", "create", "greeter", "--checkpoint", pinned["greeter"].path,
+        "--backend", backend, "--min", "1", "--max", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    before = controller.wait("greeter", healthy_with(1))
+    old = before["instances"][0]["id"]
+
+    def accept_an_update() -> None:
+        """What a controller killed right after it accepted `node update --env` leaves: the
+        new spec stored, the instances of the old version still running."""
+        store = Store(controller.home.database)
+        row = store.node("greeter")
+        store.update_node("greeter", spec=row.spec.updated(env={"GREETING": "hi"}))
+        store.close()
+
+    controller.restart(while_stopped=accept_an_update)
+    after = controller.wait(
+        "greeter",
+        lambda n: healthy_with(1)(n) and old not in {i["id"] for i in n["instances"]},
+        timeout=120,
+    )
+    assert after["version"] != before["version"]
+    assert {i["version"] for i in after["instances"]} == {after["version"]}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
