@@ -69,9 +69,12 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its descendants (HAProxy's worker), from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return 0.0
+    try:  # needs CONFIG_PROC_CHILDREN; without it, the process's own time only
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return own + sum(cpu_seconds(int(child)) for child in children)
 
@@ -258,7 +261,9 @@ def report(args: argparse.Namespace, results: dict[str, list[Run]]) -> list[str]
         cpu = medians[name].cpu_us
         total = sum(cpu.values())
         # one instance is one process: directly, it can use one core at most
-        ceiling = min(cores * 1e6 / total, *(1e6 / cpu[i] for i in ("A", "B") if i in cpu))
+        bounds = [cores * 1e6 / total] if total else []
+        bounds += [1e6 / cpu[i] for i in ("A", "B") if cpu.get(i)]
+        ceiling = min(bounds, default=0.0)
         cells = [f"{cpu[k]:.1f}" if k in cpu else "" for k in ("A", "B", "HAProxy", "wrk")]
         print(f"| {name} | {' | '.join(cells)} | {total:.1f} | {ceiling:.0f} |")
     problems = []

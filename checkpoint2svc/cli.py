@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import keyword
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 def variable_names(text: str) -> list[str]:
     """``--inputs a,b`` (the command and the magic): Python variable names, or a usage error."""
     names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if not n.isidentifier()]
+    bad = [n for n in names if not n.isidentifier() or keyword.iskeyword(n)]
     if bad:
         raise argparse.ArgumentTypeError(f"{', '.join(bad)} is not a Python variable name")
     return names

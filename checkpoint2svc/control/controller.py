@@ -8,6 +8,7 @@ memory over the backends: after a restart ``adopt`` rebuilds the instances from 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ from checkpoint2svc.control.models import (
     NodeSpec,
     NodeStatus,
 )
-from checkpoint2svc.control.store import NodeRow, Store
+from checkpoint2svc.control.store import NodeNotFoundError, NodeRow, Store
 from checkpoint2svc.errors import Checkpoint2SvcError, ImageMissingError
 from checkpoint2svc.gateway.config import (
     GatewayAlias,
@@ -105,7 +106,8 @@ class Controller:
         self._remove_image = remove_image
         self._unused_images: dict[str, float] = {}
         """Images this controller built that no node needs any more -> when to try removing
-        them (a container of an instance being replaced may still use one)."""
+        them (a container of an instance being replaced may still use one). Under _lock: the
+        API and build threads add to it."""
         self._backends: dict[str, InstanceBackend] = {}
         self.instances: dict[str, InstanceRecord] = {}
         self._scale: dict[str, ScaleState] = {}
@@ -204,30 +206,41 @@ class Controller:
     def retire_image(self, row: NodeRow) -> None:
         """The node no longer needs its image (deleted, or rebuilt from a new checkpoint):
         removed once no container uses it, if this controller built it and no node uses it."""
-        if row.image and row.spec.image is None and self._remove_image is not None:
-            self._unused_images.setdefault(row.image, 0.0)
+        if row.spec.image is None:
+            self._retire(row.image)
+
+    def _retire(self, image: str) -> None:
+        if image and self._remove_image is not None:
+            with self._lock:
+                self._unused_images.setdefault(image, 0.0)
 
     def _remove_unused_images(self) -> None:
         now = time.monotonic()
-        due = [image for image, when in self._unused_images.items() if when <= now]
+        with self._lock:
+            due = [image for image, when in self._unused_images.items() if when <= now]
         if not due:
             return
-        needed = {row.image for row in self.store.nodes()}
+        needed = {image for row in self.store.nodes() for image in (row.image, row.spec.image)}
         for image in due:
-            if image in needed:  # built again for a node since
-                del self._unused_images[image]
+            if image in needed:  # built again for a node since, or a node names it as --image
+                with self._lock:
+                    del self._unused_images[image]
                 continue
             assert self._remove_image is not None
             try:
                 removed = self._remove_image(image)
-            except Exception as exc:  # a cache entry left behind must not stop reconciling
-                log.warning("image %s not removed: %s", image, exc)
-                removed = True
-            if removed:
-                del self._unused_images[image]
-                log.info("removed image %s (no node uses it)", image)
+            except Exception as exc:  # e.g. the engine restarting: tried again later
+                log.warning("image %s not removed yet: %s", image, exc)
+                removed, retry = False, IMAGE_RETRY_S * 6
             else:
-                self._unused_images[image] = now + IMAGE_RETRY_S
+                retry = IMAGE_RETRY_S
+            with self._lock:
+                if removed:
+                    del self._unused_images[image]
+                else:
+                    self._unused_images[image] = now + retry
+            if removed:
+                log.info("removed image %s (no node uses it)", image)
 
     def node_instances(self, node: str) -> list[InstanceRecord]:
         with self._lock:
@@ -330,9 +343,17 @@ class Controller:
         except Checkpoint2SvcError as exc:
             self._failed_builds[spec.name] = spec.checkpoint
             self.event(spec.name, f"image build failed: {exc}")
-            self.store.update_node(spec.name, status=NodeStatus.UNHEALTHY)
+            with contextlib.suppress(NodeNotFoundError):  # deleted while it built
+                self.store.update_node(spec.name, status=NodeStatus.UNHEALTHY)
         else:
             self._failed_builds.pop(spec.name, None)
+            try:
+                current = self.store.node(spec.name).spec.checkpoint
+            except NodeNotFoundError:
+                current = None
+            if current != spec.checkpoint:  # deleted or changed while this one built
+                self._retire(image)
+                return
             self.store.update_node(spec.name, image=image)
             self.event(spec.name, f"image {image} ready")
         finally:

@@ -18,7 +18,7 @@ from checkpoint2svc.checkpoint.manifest import Manifest
 from checkpoint2svc.errors import ImageSelfTestError
 from checkpoint2svc.image.engine import Progress
 from checkpoint2svc.image.labels import GRPC_PORT, HTTP_PORT
-from checkpoint2svc.runtime.json_values import decode_json, encode_json
+from checkpoint2svc.runtime.json_values import decode_json, encode_json, wire_equal
 
 if TYPE_CHECKING:
     import docker
@@ -173,6 +173,7 @@ def self_test_image(
 
     inputs = {v.name: v.example for v in manifest.inputs}
     expected = {v.name: v.example for v in manifest.outputs}
+    types = {v.name: v.type for v in manifest.outputs}
     started = time.monotonic()
     # A shared-mode service would count the REST replay into the gRPC one: the self-test checks
     # the image's contents (state, code, requirements), so it runs each call from the pinned state.
@@ -191,7 +192,7 @@ def self_test_image(
                 f"container log:\n{_log_tail(running.container)}"
             )
         served = canonical_outputs(manifest, response.json()["output"])
-        if served != expected:
+        if not wire_equal(expected, served, types):
             raise ImageSelfTestError(outputs_diff(expected, served, "REST"))
         node_service = import_generated(
             "yandex.cloud.datasphere.v1.node_service_pb2", generated_dir
@@ -213,7 +214,7 @@ def self_test_image(
                     f"gRPC NodeService/Execute failed: {exc.code().name}: {exc.details()}"
                 ) from None
         served = canonical_outputs(manifest, json_format.MessageToDict(reply.output))
-        if served != expected:
+        if not wire_equal(expected, served, types):
             raise ImageSelfTestError(outputs_diff(expected, served, "gRPC"))
         if running.not_ready_reason:
             raise ImageSelfTestError(f"the instance reports {running.not_ready_reason}")

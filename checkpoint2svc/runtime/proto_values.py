@@ -324,7 +324,10 @@ def _fill_column(entry: Any, series: Any, dtype: str, field: str) -> None:
         return
     try:
         if dtype.startswith("datetime64"):
-            nanoseconds = series.astype(dtype).to_numpy(dtype=dtype).view(np.int64)
+            import pandas as pd
+
+            naive = pd.to_datetime(series, utc=True).dt.tz_convert(None)  # zoned: in UTC
+            nanoseconds = naive.astype(dtype).to_numpy(dtype=dtype).view(np.int64)
             entry.datetimes.SetInParent()
             entry.datetimes.values.extend(nanoseconds.tolist())
             return

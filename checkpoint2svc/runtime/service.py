@@ -10,13 +10,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from checkpoint2svc.checkpoint import Checkpoint
 from checkpoint2svc.errors import Checkpoint2SvcError, ExecutionError, ValueConversionError
 from checkpoint2svc.runtime import cell_output
 from checkpoint2svc.runtime.executor import CellExecutor, ExecutionMode
-from checkpoint2svc.runtime.json_values import TensorFormat, decode_json, encode_json
+from checkpoint2svc.runtime.json_values import TensorFormat, decode_json, encode_json, wire_equal
 from checkpoint2svc.runtime.metrics import NodeMetrics
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -143,8 +141,8 @@ class CellService:
         except (ExecutionError, ValueConversionError) as exc:
             raise SelfTestError(f"the pinned example failed when replayed: {exc}") from exc
         expected = {v.name: v.example for v in self.manifest.outputs}
-        # Compared as sent on the wire, where NaN is null: NaN never equals itself.
-        if orjson.dumps(got) != orjson.dumps(expected):
+        types = {v.name: v.type for v in self.manifest.outputs}
+        if not wire_equal(expected, got, types):  # as on the wire: NaN never equals itself
             diff = [name for name in expected if got.get(name) != expected[name]]
             raise SelfTestError(
                 f"replaying the pinned example gave different outputs for {', '.join(diff)}: "

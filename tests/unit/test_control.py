@@ -150,8 +150,11 @@ def test_images_the_controller_built_are_removed_once_unused(
 
     in_use = {"node/a:1"}  # what the fake engine refuses to remove (a container uses it)
     removed: list[str] = []
+    engine_down = [False]
 
     def remove(tag: str) -> bool:
+        if engine_down[0]:
+            raise OSError("the engine is restarting")
         if tag in in_use:
             return False
         removed.append(tag)
@@ -188,3 +191,13 @@ def test_images_the_controller_built_are_removed_once_unused(
     controller._remove_unused_images()  # node b still names it (rebuilt to the same tag)
     controller._remove_unused_images()
     assert removed == ["node/a:1"]
+
+    deleted = store.node("b")
+    store.remove_node("b")
+    controller.retire_image(deleted)  # as deleting a node does
+    engine_down[0] = True  # an error is not a removal: the image is tried again later
+    controller._remove_unused_images()
+    engine_down[0] = False
+    clock[0] += IMAGE_RETRY_S * 6
+    controller._remove_unused_images()
+    assert removed == ["node/a:1", "node/b:1"]

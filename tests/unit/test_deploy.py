@@ -100,3 +100,5 @@ def test_the_magic_line_names_a_bad_variable_as_a_usage_error() -> None:
     assert parsed.inputs == ["text", "limit"]
     with pytest.raises(UsageError, match="first-name is not a Python variable name"):
         _deploy_parser().parse_args(["words", "--inputs", "first-name"])
+    with pytest.raises(UsageError, match="class is not a Python variable name"):
+        _deploy_parser().parse_args(["words", "--outputs", "class"])

@@ -12,7 +12,7 @@ from referencing.jsonschema import DRAFT202012
 from checkpoint2svc.checkpoint.manifest import Manifest, TargetCell, Variable
 from checkpoint2svc.codegen.json_schema import component_prefix, json_schema, openapi_document
 from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.json_values import decode_json, encode_json
+from checkpoint2svc.runtime.json_values import decode_json, encode_json, wire_equal
 from checkpoint2svc.signature.types import (
     Column,
     DictOf,
@@ -230,6 +230,28 @@ def test_whole_seconds_are_sent_without_a_fraction() -> None:
         "2024-01-01T10:00:00Z",
         "2024-03-01T00:00:00Z",
     ]
+
+
+def test_far_dates_and_gaps_are_sent_as_they_are() -> None:
+    type_ = Table((Column("until", "datetime64[ns]"),))
+    # pandas 3 keeps these in microseconds: beyond what nanoseconds hold (1677-2262)
+    until = pd.to_datetime(["9999-12-31", "1500-01-01 12:00:00.25", None], format="ISO8601")
+    assert [r["until"] for r in wire(pd.DataFrame({"until": until}), type_, "list")] == [
+        "9999-12-31T00:00:00.000Z", "1500-01-01T12:00:00.250Z", None
+    ]  # fmt: skip
+    gaps = pd.DataFrame({"until": pd.to_datetime(["2024-01-01", None])})
+    assert [r["until"] for r in wire(gaps, type_, "list")] == ["2024-01-01T00:00:00Z", None]
+    assert encode_json(gaps, type_, "x")[1]["until"] is None  # not NaN (the CLI prints JSON)
+
+
+def test_examples_pinned_before_rfc3339_still_match() -> None:
+    type_ = Table((Column("when", "datetime64[ns]"),))
+    served = wire(pd.DataFrame({"when": pd.to_datetime(["2024-01-01 10:00:00"])}), type_, "list")
+    old_example = [{"when": "2024-01-01 10:00:00"}]  # as versions before 0.1.0's RFC 3339 wrote
+    assert wire_equal({"t": old_example}, {"t": served}, {"t": type_})
+    assert not wire_equal({"t": [{"when": "2024-01-01 11:00:00"}]}, {"t": served}, {"t": type_})
+    nan = {"x": float("nan")}
+    assert wire_equal({"x": None}, nan, {"x": Scalar("float")})  # NaN is null on the wire
 
 
 def test_decoded_datetimes_honour_offsets_and_accept_naive_strings() -> None:

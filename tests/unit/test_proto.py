@@ -366,6 +366,18 @@ def test_every_kind_round_trips(round_tripped: dict[str, Any], name: str, expect
     assert_same(round_tripped[name], expected, name)
 
 
+def test_a_zoned_date_time_column_travels_in_utc(
+    service_pb2: ModuleType, conversions: Conversions
+) -> None:
+    values = {name: value for name, _, value, _ in CASES}
+    zoned = FRAME["when"].dt.tz_localize("UTC").dt.tz_convert("Asia/Tokyo")
+    values["frame"] = FRAME.assign(when=zoned)
+    record = signature_record(EVERY_KIND.inputs)
+    message = conversions.encode(values, record, service_pb2.Input, "input")
+    back = conversions.decode(wire(service_pb2, "Input", message), record, "input")
+    assert_same(back["frame"], FRAME)  # the same instants, naive in UTC as the type says
+
+
 def test_outputs_round_trip(service_pb2: ModuleType, conversions: Conversions) -> None:
     values = {
         "scores": np.array([0.25, 0.75], dtype=np.float32),
