@@ -104,10 +104,13 @@ class Controller:
         self.max_body_bytes = max_body_bytes
         self._build_image = build_image
         self._remove_image = remove_image
-        self._unused_images: dict[str, float] = {}
+        self._unused_images: dict[str, float] = (
+            dict.fromkeys(store.unused_images(), 0.0) if remove_image is not None else {}
+        )
         """Images this controller built that no node needs any more -> when to try removing
-        them (a container of an instance being replaced may still use one). Under _lock: the
-        API and build threads add to it."""
+        them (a container of an instance being replaced may still use one). Kept in the store
+        too, so that a restart does not forget them. Under _lock: the API and build threads add
+        to it."""
         self._backends: dict[str, InstanceBackend] = {}
         self.instances: dict[str, InstanceRecord] = {}
         self._scale: dict[str, ScaleState] = {}
@@ -213,6 +216,7 @@ class Controller:
         if image and self._remove_image is not None:
             with self._lock:
                 self._unused_images.setdefault(image, 0.0)
+            self.store.add_unused_image(image)
 
     def _remove_unused_images(self) -> None:
         now = time.monotonic()
@@ -225,6 +229,7 @@ class Controller:
             if image in needed:  # built again for a node since, or a node names it as --image
                 with self._lock:
                     del self._unused_images[image]
+                self.store.forget_unused_image(image)
                 continue
             assert self._remove_image is not None
             try:
@@ -240,6 +245,7 @@ class Controller:
                 else:
                     self._unused_images[image] = now + retry
             if removed:
+                self.store.forget_unused_image(image)
                 log.info("removed image %s (no node uses it)", image)
 
     def node_instances(self, node: str) -> list[InstanceRecord]:

@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS aliases (
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS unused_images (
+    image TEXT PRIMARY KEY
+);
 """
 MAX_EVENTS_PER_NODE = 200
 
@@ -219,6 +222,20 @@ class Store:
             )
         if cursor.rowcount == 0:
             raise AliasNotFoundError(spec.name)
+
+    def add_unused_image(self, image: str) -> None:
+        """An image the controller built that no node needs any more (to be removed)."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO unused_images (image) VALUES (?)", (image,))
+
+    def unused_images(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT image FROM unused_images ORDER BY image").fetchall()
+        return [str(image) for (image,) in rows]
+
+    def forget_unused_image(self, image: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM unused_images WHERE image = ?", (image,))
 
     def remove_alias(self, name: str) -> None:
         with self._lock:

@@ -201,3 +201,19 @@ def test_images_the_controller_built_are_removed_once_unused(
     clock[0] += IMAGE_RETRY_S * 6
     controller._remove_unused_images()
     assert removed == ["node/a:1", "node/b:1"]
+
+    # a controller restarted before it could remove an image still removes it
+    store.add_node(spec(name="c", backend="docker"))
+    store.update_node("c", image="node/c:1")
+    deleted = store.node("c")
+    store.remove_node("c")
+    in_use.add("node/c:1")
+    controller.retire_image(deleted)
+    controller._remove_unused_images()
+    assert store.unused_images() == ["node/c:1"]
+    in_use.clear()
+    restarted = Controller(
+        tmp_path, store, "c", Gateway(tmp_path / "gw"), 0, lambda s, p: "", remove_image=remove
+    )
+    restarted._remove_unused_images()
+    assert removed[-1] == "node/c:1" and store.unused_images() == []
