@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from checkpoint2svc import __version__
 from checkpoint2svc.errors import (
     CellExecutionError,
@@ -181,7 +183,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = service.decode_input(data)
     with contextlib.redirect_stdout(sys.stderr):  # what the cell prints is not the result
         outputs = service.executor.run(inputs)
-    print(json.dumps({"output": service.encode_output(outputs)}, indent=2))
+    answer = {"output": service.encode_output(outputs)}
+    # as a server sends it: NaN is null (json.dumps would print NaN, which is not JSON)
+    print(orjson.dumps(answer, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
     return 0
 
 

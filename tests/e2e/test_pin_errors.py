@@ -184,6 +184,17 @@ def test_needed_lock_is_recreated_not_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_run_prints_valid_json_for_a_nan_output(tmp_path: Path) -> None:
+    cells: Cells = [(["parameters"], "x = 2.0"), (["predict"], "y = x if x else float('nan')")]
+    out, _ = pin_ok(write_notebook(tmp_path / "nb.ipynb", cells), "predict")
+    run = cli("run", out, '{"x": 0.0}')
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON")) == {
+        "output": {"y": None}
+    }
+
+
+@pytest.mark.slow
 def test_unneeded_unserializable_variables_are_left_out_with_a_warning(tmp_path: Path) -> None:
     cells: Cells = [
         (["parameters"], "x = 2"),
