@@ -347,11 +347,13 @@ class Controller:
         try:
             image = self._build_image(spec, step)
         except Checkpoint2SvcError as exc:
+            self._build_lines.pop(spec.name, None)
             self._failed_builds[spec.name] = spec.checkpoint
             self.event(spec.name, f"image build failed: {exc}")
             with contextlib.suppress(NodeNotFoundError):  # deleted while it built
                 self.store.update_node(spec.name, status=NodeStatus.UNHEALTHY)
         else:
+            self._build_lines.pop(spec.name, None)  # the build is over before its image shows
             self._failed_builds.pop(spec.name, None)
             try:
                 current = self.store.node(spec.name).spec.checkpoint
@@ -364,7 +366,7 @@ class Controller:
             self.event(spec.name, f"image {image} ready")
         finally:
             self._builds.pop(spec.name, None)
-            self._build_lines.pop(spec.name, None)
+            self._build_lines.pop(spec.name, None)  # also after an unexpected error
 
     def _start_instance(self, spec: NodeSpec, image: str, version: str) -> None:
         new_id = instance_id(spec.name)
