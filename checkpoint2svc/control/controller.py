@@ -104,13 +104,9 @@ class Controller:
         self.max_body_bytes = max_body_bytes
         self._build_image = build_image
         self._remove_image = remove_image
-        self._unused_images: dict[str, float] = (
-            dict.fromkeys(store.unused_images(), 0.0) if remove_image is not None else {}
-        )
-        """Images this controller built that no node needs any more -> when to try removing
-        them (a container of an instance being replaced may still use one). Kept in the store
-        too, so that a restart does not forget them. Under _lock: the API and build threads add
-        to it."""
+        self._image_retry_at: dict[str, float] = {}
+        """Unused images (the store's list) that could not be removed yet -> when to try again
+        (a container of an instance being replaced may still use one). Reconcile thread only."""
         self._backends: dict[str, InstanceBackend] = {}
         self.instances: dict[str, InstanceRecord] = {}
         self._scale: dict[str, ScaleState] = {}
@@ -214,39 +210,29 @@ class Controller:
 
     def _retire(self, image: str) -> None:
         if image and self._remove_image is not None:
-            with self._lock:
-                self._unused_images.setdefault(image, 0.0)
-            self.store.add_unused_image(image)
+            self.store.add_unused_image(image)  # in the store: a restart does not forget it
 
     def _remove_unused_images(self) -> None:
+        if self._remove_image is None:
+            return
         now = time.monotonic()
-        with self._lock:
-            due = [image for image, when in self._unused_images.items() if when <= now]
+        due = [i for i in self.store.unused_images() if self._image_retry_at.get(i, 0.0) <= now]
         if not due:
             return
         needed = {image for row in self.store.nodes() for image in (row.image, row.spec.image)}
         for image in due:
-            if image in needed:  # built again for a node since, or a node names it as --image
-                with self._lock:
-                    del self._unused_images[image]
-                self.store.forget_unused_image(image)
-                continue
-            assert self._remove_image is not None
-            try:
-                removed = self._remove_image(image)
-            except Exception as exc:  # e.g. the engine restarting: tried again later
-                log.warning("image %s not removed yet: %s", image, exc)
-                removed, retry = False, IMAGE_RETRY_S * 6
-            else:
-                retry = IMAGE_RETRY_S
-            with self._lock:
-                if removed:
-                    del self._unused_images[image]
-                else:
-                    self._unused_images[image] = now + retry
-            if removed:
-                self.store.forget_unused_image(image)
+            if image not in needed:  # else built again for a node since, or named as --image
+                try:
+                    if not self._remove_image(image):
+                        self._image_retry_at[image] = now + IMAGE_RETRY_S
+                        continue
+                except Exception as exc:  # e.g. the engine restarting: tried again later
+                    log.warning("image %s not removed yet: %s", image, exc)
+                    self._image_retry_at[image] = now + IMAGE_RETRY_S * 6
+                    continue
                 log.info("removed image %s (no node uses it)", image)
+            self._image_retry_at.pop(image, None)
+            self.store.forget_unused_image(image)
 
     def node_instances(self, node: str) -> list[InstanceRecord]:
         with self._lock:
@@ -338,22 +324,29 @@ class Controller:
         """The last line of the node's image build while one runs, else None."""
         return self._build_lines.get(node)
 
-    def _build(self, spec: NodeSpec) -> None:
+    def _build_reporting(self, spec: NodeSpec) -> str:
+        """Build the node's image; its current line is the node's ``build_progress`` meanwhile,
+        and gone before the image or the failure shows."""
+
         def step(line: str) -> None:
             text = line.strip()
             if text and not text.startswith(BUILD_NOISE):
                 self._build_lines[spec.name] = text[:BUILD_LINE_CHARS]
 
         try:
-            image = self._build_image(spec, step)
-        except Checkpoint2SvcError as exc:
+            return self._build_image(spec, step)
+        finally:
             self._build_lines.pop(spec.name, None)
+
+    def _build(self, spec: NodeSpec) -> None:
+        try:
+            image = self._build_reporting(spec)
+        except Checkpoint2SvcError as exc:
             self._failed_builds[spec.name] = spec.checkpoint
             self.event(spec.name, f"image build failed: {exc}")
             with contextlib.suppress(NodeNotFoundError):  # deleted while it built
                 self.store.update_node(spec.name, status=NodeStatus.UNHEALTHY)
         else:
-            self._build_lines.pop(spec.name, None)  # the build is over before its image shows
             self._failed_builds.pop(spec.name, None)
             try:
                 current = self.store.node(spec.name).spec.checkpoint
@@ -366,7 +359,6 @@ class Controller:
             self.event(spec.name, f"image {image} ready")
         finally:
             self._builds.pop(spec.name, None)
-            self._build_lines.pop(spec.name, None)  # also after an unexpected error
 
     def _start_instance(self, spec: NodeSpec, image: str, version: str) -> None:
         new_id = instance_id(spec.name)

@@ -18,7 +18,7 @@ from checkpoint2svc.checkpoint.manifest import Manifest
 from checkpoint2svc.errors import ImageSelfTestError
 from checkpoint2svc.image.engine import Progress
 from checkpoint2svc.image.labels import GRPC_PORT, HTTP_PORT
-from checkpoint2svc.runtime.json_values import decode_json, encode_json, wire_equal
+from checkpoint2svc.runtime.json_values import reencode, wire_equal
 
 if TYPE_CHECKING:
     import docker
@@ -129,8 +129,7 @@ def canonical_outputs(manifest: Manifest, outputs: dict[str, Any]) -> dict[str, 
     canonical = {}
     for variable in manifest.outputs:
         served = whole_numbers(outputs.get(variable.name))
-        value = decode_json(served, variable.type, variable.name)
-        canonical[variable.name] = encode_json(value, variable.type, tensors="b64")
+        canonical[variable.name] = reencode(served, variable.type, variable.name)
     return canonical
 
 

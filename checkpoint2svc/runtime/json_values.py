@@ -124,13 +124,11 @@ def _rfc3339(column: Any, field: str) -> list[str | None]:
     None. Naive times are taken as UTC, aware ones converted. The column's own unit is kept
     (pandas 3 holds 9999-12-31 in microseconds; nanoseconds would wrap it around)."""
     import numpy as np
-    import pandas as pd
 
     try:
-        utc = pd.to_datetime(column, utc=True).dt.tz_convert(None)
+        values = naive_utc(column).to_numpy()
     except (ValueError, TypeError) as exc:
         raise ValueConversionError(field, f"expected date-times ({exc})") from exc
-    values = utc.to_numpy()
     missing = np.isnat(values)
     ticks = values.view("int64")[~missing]
     per_second = _TICKS_PER_SECOND[np.datetime_data(values.dtype)[0]]
@@ -152,6 +150,19 @@ _FRACTIONS: tuple[tuple[Literal["s", "ms", "us"], int], ...] = (
 )  # fmt: skip
 
 
+def naive_utc(column: Any) -> Any:
+    """A series of date-times (or RFC 3339 / ISO 8601 strings) as naive UTC, the table type's
+    form: naive times are taken as UTC, zoned ones converted, offsets in strings honoured."""
+    import pandas as pd
+
+    return pd.to_datetime(column, utc=True, format="ISO8601").dt.tz_convert(None)
+
+
+def reencode(data: Any, type_: TypeIR, field: str = "") -> Any:
+    """JSON ``data`` read and written again, in the form ``encode_json`` writes (tensors b64)."""
+    return encode_json(decode_json(data, type_, field), type_, field, tensors="b64")
+
+
 def wire_equal(
     expected: Mapping[str, Any], served: Mapping[str, Any], types: Mapping[str, TypeIR]
 ) -> bool:
@@ -166,10 +177,7 @@ def wire_equal(
     if wire(served) == wire(expected):
         return True
     try:
-        rewritten = {
-            name: encode_json(decode_json(value, types[name], name), types[name], name, "b64")
-            for name, value in expected.items()
-        }
+        rewritten = {name: reencode(value, types[name], name) for name, value in expected.items()}
     except (ValueConversionError, KeyError):
         return False
     return wire(served) == wire(rewritten)
@@ -183,8 +191,7 @@ def _decode_datetimes(values: list[Any], dtype: str) -> Any:
     bad = next((v for v in values if v is not None and not isinstance(v, str)), None)
     if bad is not None:
         raise ValueError(f"expected RFC 3339 date-time strings, got {_describe(bad)}")
-    times = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
-    return times.dt.tz_convert(None).astype(dtype)
+    return naive_utc(pd.Series(values, dtype=object)).astype(dtype)
 
 
 def _encode_tensor(value: Any, type_: Tensor, field: str, tensors: TensorFormat) -> Any:

@@ -34,7 +34,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.json_values import encode_json, plain_json
+from checkpoint2svc.runtime.json_values import encode_json, naive_utc, plain_json
 from checkpoint2svc.signature.types import (
     DictOf,
     Field,
@@ -324,10 +324,8 @@ def _fill_column(entry: Any, series: Any, dtype: str, field: str) -> None:
         return
     try:
         if dtype.startswith("datetime64"):
-            import pandas as pd
-
-            naive = pd.to_datetime(series, utc=True).dt.tz_convert(None)  # zoned: in UTC
-            nanoseconds = naive.astype(dtype).to_numpy(dtype=dtype).view(np.int64)
+            naive = naive_utc(series).astype(dtype)  # a zoned column: in UTC
+            nanoseconds = naive.to_numpy(dtype=dtype).view(np.int64)
             entry.datetimes.SetInParent()
             entry.datetimes.values.extend(nanoseconds.tolist())
             return
