@@ -105,6 +105,15 @@ def remove_node_images(*prefixes: str) -> None:
                     client.images.remove(tag, force=True)
 
 
+def reported(message: str, since: float) -> Callable[[dict[str, Any]], bool]:
+    """True once the node's events hold `message`, logged at or after `since` (a time.time())."""
+
+    def check(node: dict[str, Any]) -> bool:
+        return any(e["time"] >= since and e["message"] == message for e in node["events"])
+
+    return check
+
+
 def healthy_with(count: int) -> Callable[[dict[str, Any]], bool]:
     def check(node: dict[str, Any]) -> bool:
         healthy = [i for i in node["instances"] if i["status"] == "Healthy"]
@@ -180,8 +189,10 @@ def test_node_lifecycle(
     # an instance dies: the node reports what its minimum implies, then a replacement comes up
     victim = node["instances"][0]
     victim_socket = victim["http_socket"]
+    killed_at = time.time()
     _kill(backend, victim["ref"])
-    controller.wait("greeter", lambda n: n["status"] == "Unhealthy", timeout=30)
+    # the replacement can be Healthy within 0.2 s, so the status is read from the node's events
+    controller.wait("greeter", reported("node Unhealthy (1 healthy, minimum 2)", killed_at), 30)
     node = controller.wait("greeter", healthy_with(2))
     assert victim["id"] not in {i["id"] for i in node["instances"]}
     assert not Path(victim_socket).parent.exists()  # its socket directory went with it
