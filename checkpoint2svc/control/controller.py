@@ -571,7 +571,7 @@ class Controller:
             self._gateway_config = config
 
 
-def scrape(url: str, timeout: float = 2.0) -> str:
+def scrape(url: str, timeout: float = 5.0) -> str:
     import httpx
 
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -10,17 +9,16 @@ from pathlib import Path
 
 import httpx
 
+from checkpoint2svc.backends.local import free_ports
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 class Instance:
     def __init__(self, path: Path, *extra: str, timeout: float = 90) -> None:
-        self.port = free_port()
-        self.grpc_port = free_port()
+        self.port, self.grpc_port = free_ports(2)
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.log = ""

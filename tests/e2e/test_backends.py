@@ -140,7 +140,7 @@ def wait_ready(backend: InstanceBackend, handle: InstanceHandle) -> None:
 
 
 def wait_exited(backend: InstanceBackend, handle: InstanceHandle) -> RunStatus:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while (status := backend.status(handle)).state != RunState.EXITED:
         assert time.monotonic() < deadline, f"{handle.instance_id} still {status} after a kill"
         time.sleep(0.1)

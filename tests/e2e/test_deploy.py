@@ -94,7 +94,10 @@ def test_deploy_behind_an_alias_is_idempotent_and_rolls_out_without_failures(
     assert node is not None and "created alias hi" in first, first
     url = f"{controller.gateway}/datasphere/v1/aliases/hi:execute"
     body = {"input": {"name": "Bo", "values": [1]}}
-    assert httpx.post(url, json=body).json()["output"] == {"message": "Hello, Bo!", "scaled": [3]}
+    assert httpx.post(url, json=body, timeout=30).json()["output"] == {
+        "message": "Hello, Bo!",
+        "scaled": [3],
+    }
     instances = [i["id"] for i in controller.node(node.group(1))["instances"]]
 
     again = deploy(controller, notebook, "--cell", "greet", "--name", "greet", "--alias", "hi")
@@ -110,7 +113,7 @@ def test_deploy_behind_an_alias_is_idempotent_and_rolls_out_without_failures(
     assert set(load.codes) == {200}, load.codes  # no request failed during the switch
     assert alias_nodes(controller, "hi") == {new.group(1): 100}
     assert [n["name"] for n in controller.api.request("GET", "/v1/nodes")] == [new.group(1)]
-    assert httpx.post(url, json=body).json()["output"]["scaled"] == [5]
+    assert httpx.post(url, json=body, timeout=30).json()["output"]["scaled"] == [5]
     assert len(list((controller.home.root / "checkpoints").iterdir())) == 1  # old one pruned
 
     greeter_copy(tmp_path, scale=7)  # a canary: 10 % to the new version, the rest stays
@@ -120,7 +123,8 @@ def test_deploy_behind_an_alias_is_idempotent_and_rolls_out_without_failures(
     assert canary_node is not None, canary
     assert alias_nodes(controller, "hi") == {canary_node.group(1): 10, new.group(1): 90}
     seen = Counter(
-        json.dumps(httpx.post(url, json=body).json()["output"]["scaled"]) for _ in range(200)
+        json.dumps(httpx.post(url, json=body, timeout=30).json()["output"]["scaled"])
+        for _ in range(200)
     )
     assert seen.keys() == {"[7]", "[5]"} and 5 <= seen["[7]"] <= 40, seen
     promoted = deploy(controller, notebook, "--cell", "greet", "--name", "greet", "--alias", "hi")
@@ -146,7 +150,7 @@ def test_deploy_without_alias_updates_the_node_in_place(
         rolled = deploy(controller, notebook, "--cell", "greet", "--name", "greeter")
     assert "rolled out a new version to node greeter" in rolled, rolled
     assert set(load.codes) == {200}, load.codes
-    assert httpx.post(url, json=body).json()["output"]["scaled"] == [20]
+    assert httpx.post(url, json=body, timeout=30).json()["output"]["scaled"] == [20]
     rescaled = deploy(controller, notebook, "--cell", "greet", "--name", "greeter", "--min", "2")
     assert "rescaled node greeter to 2-2 instances" in rescaled, rescaled
     assert controller.node("greeter")["healthy_instances"] == 2

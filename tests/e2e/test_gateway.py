@@ -173,14 +173,16 @@ def test_chunked_body_over_the_limit_is_refused_by_the_instance(gateway: Running
 
 def test_unknown_node_is_404_json_naming_it(gateway: RunningGateway) -> None:
     for response in (
-        httpx.post(f"{gateway.url}/datasphere/v1/nodes/nope:execute", json={"input": {}}),
-        httpx.get(f"{gateway.url}/anything", headers={"x-node-id": "nope"}),
+        httpx.post(
+            f"{gateway.url}/datasphere/v1/nodes/nope:execute", json={"input": {}}, timeout=30
+        ),
+        httpx.get(f"{gateway.url}/anything", headers={"x-node-id": "nope"}, timeout=30),
     ):
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/json"
         assert response.json()["error_name"] == "NodeNotFound"
         assert "nope" in response.json()["error_message"]
-    response = httpx.get(f"{gateway.url}/execute")
+    response = httpx.get(f"{gateway.url}/execute", timeout=30)
     assert response.status_code == 404
     assert response.json()["error_name"] == "NoRoute"
 
@@ -190,7 +192,7 @@ def test_no_healthy_instance_is_503_json(gateway: RunningGateway, greeters: list
     gateway.gateway.apply(
         replace(gateway.config, nodes=(replace(node, servers=servers(greeters, unhealthy=(0, 1))),))
     )
-    response = httpx.post(f"{gateway.url}/datasphere/v1/nodes/greeter:execute", json={})
+    response = httpx.post(f"{gateway.url}/datasphere/v1/nodes/greeter:execute", json={}, timeout=30)
     assert response.status_code == 503
     assert response.json()["error_name"] == "NoHealthyInstance"
 
@@ -237,16 +239,19 @@ class Load:
 def under_load(gateway: RunningGateway, body: dict[str, Any], change: Callable[[], None]) -> Load:
     load = Load(f"{gateway.url}/datasphere/v1/nodes/greeter:execute", {"input": body})
     try:
-        deadline = time.monotonic() + 30
-        while load.total() < 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_for_answers(load, 200)
         change()
-        before = load.total()
-        while load.total() < before + 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_for_answers(load, load.total() + 200)
     finally:
         load.finish()
     return load
+
+
+def _wait_for_answers(load: Load, total: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while load.total() < total:
+        assert time.monotonic() < deadline, f"{load.total()} of {total} answers in {timeout} s"
+        time.sleep(0.05)
 
 
 def test_marking_a_server_unhealthy_under_load_fails_nothing(
@@ -309,6 +314,7 @@ def test_adopt_then_stop_leaves_no_process(
         response = httpx.post(
             f"http://127.0.0.1:{config.port}/datasphere/v1/nodes/greeter:execute",
             json={"input": greeter_input},
+            timeout=30,
         )
         assert response.status_code == 200
         second.stop()

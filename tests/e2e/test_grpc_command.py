@@ -4,6 +4,7 @@ knowing no .proto (only what server reflection says), and through the real gatew
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from checkpoint2svc.checkpoint import Checkpoint, Manifest
 from checkpoint2svc.control.client import stop_controller
 from checkpoint2svc.image.self_test import whole_numbers
 from tests.e2e.cli import assert_clean_failure, cli
-from tests.e2e.instance import Instance, free_port
+from tests.e2e.instance import Instance
 from tests.e2e.test_nodes import Controller
 
 pytestmark = pytest.mark.slow
@@ -164,8 +165,10 @@ def test_bad_json_and_a_field_not_in_the_message_are_named(greeter: Instance) ->
 
 
 def test_an_unreachable_target_is_named() -> None:
-    target = f"127.0.0.1:{free_port()}"  # nothing listens there
-    stderr = assert_clean_failure(cli("grpc", target, "list"))
+    with socket.socket() as bound:  # bound, never listening: no one else can take the port
+        bound.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{bound.getsockname()[1]}"
+        stderr = assert_clean_failure(cli("grpc", target, "list"))
     assert f"cannot reach {target}" in stderr and "running" in stderr
 
 

@@ -89,7 +89,9 @@ def test_shared_mode_keeps_state_inside_the_container(
 ) -> None:
     with running_container(client, built["counter-shared"].tag) as running:
         totals = [
-            httpx.post(f"{running.http_url}/execute", json={"input": {"step": 1}}).json()
+            httpx.post(
+                f"{running.http_url}/execute", json={"input": {"step": 1}}, timeout=30
+            ).json()
             for _ in range(3)
         ]
     # the instance's own readiness self-test runs isolated, so the count starts where it was pinned
@@ -123,7 +125,7 @@ def test_container_runs_as_non_root_turns_healthy_and_stops_gracefully(
     )
     try:
         assert container.exec_run(["id", "-u"]).output.decode().strip() == "10001"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             container.reload()
             if container.attrs["State"].get("Health", {}).get("Status") == "healthy":
@@ -131,13 +133,10 @@ def test_container_runs_as_non_root_turns_healthy_and_stops_gracefully(
             time.sleep(0.5)
         assert container.attrs["State"]["Health"]["Status"] == "healthy"
         # PID 1 is dumb-init, which forwards SIGTERM to the server: it drains and exits 0
-        # well within docker stop's timeout (a server ignoring SIGTERM would be killed at 10 s)
-        started = time.monotonic()
+        # within docker stop's timeout (a server ignoring SIGTERM would be killed: exit 137)
         container.stop(timeout=10)
-        elapsed = time.monotonic() - started
         container.reload()
         assert container.attrs["State"]["ExitCode"] == 0, container.logs().decode()
-        assert elapsed < 8
         assert "stopped" in container.logs().decode()
     finally:
         container.remove(force=True)

@@ -69,8 +69,10 @@ def controller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cont
     try:
         yield running
     finally:
-        stop_controller(running.home, everything=True)
-        remove_node_images("words-")
+        try:
+            stop_controller(running.home, everything=True)
+        finally:
+            remove_node_images("words-")
 
 
 @pytest.mark.parametrize("backend", ["local", "docker"])

@@ -23,7 +23,7 @@ from checkpoint2svc.control.client import ControllerClient, start_controller, st
 from checkpoint2svc.control.home import Home
 from checkpoint2svc.control.store import Store
 from tests.e2e.cli import assert_clean_failure, cli, write_notebook
-from tests.e2e.instance import free_port
+from tests.e2e.instance import free_port, free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker-images")]
 
@@ -33,7 +33,7 @@ BACKENDS = ["local", "docker"]
 class Controller:
     def __init__(self, root: Path) -> None:
         self.home = Home(root)
-        self.info = start_controller(self.home, free_port(), free_port())
+        self.info = start_controller(self.home, *free_ports(2))
         self.api = ControllerClient(self.home)
         self.gateway = f"http://127.0.0.1:{self.info.gateway_port}"
         self.grpc_target = f"127.0.0.1:{self.info.gateway_port}"
@@ -45,7 +45,7 @@ class Controller:
         result: dict[str, Any] = self.api.request("GET", f"/v1/nodes/{name}")
         return result
 
-    def wait(self, name: str, ok: Callable[[dict[str, Any]], bool], timeout: float = 180) -> dict:
+    def wait(self, name: str, ok: Callable[[dict[str, Any]], bool], timeout: float = 300) -> dict:
         deadline = time.monotonic() + timeout
         node = self.node(name)
         while not ok(node):
@@ -54,6 +54,19 @@ class Controller:
             time.sleep(0.25)
             node = self.node(name)
         return node
+
+    def metrics(self, *patterns: str, timeout: float = 30) -> str:
+        """The controller's /metrics once every regex in `patterns` matches it: the gateway's
+        counters are read on the next reconcile pass, and a busy instance may miss a scrape."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text: str = self.api.request("GET", "/metrics")
+            missing = [p for p in patterns if not re.search(p, text)]
+            if not missing:
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not in /metrics after {timeout} s: {missing}\n{text}")
+            time.sleep(0.25)
 
     def execute(self, name: str, inputs: dict[str, Any]) -> httpx.Response:
         return httpx.post(
@@ -78,8 +91,10 @@ def controller(tmp_path: Path) -> Iterator[Controller]:
     try:
         yield running
     finally:
-        stop_controller(running.home, everything=True)
-        _remove_node_images()
+        try:
+            stop_controller(running.home, everything=True)
+        finally:
+            _remove_node_images()
 
 
 def _remove_node_images() -> None:
@@ -103,6 +118,21 @@ def remove_node_images(*prefixes: str) -> None:
             if tag.removeprefix("checkpoint2svc-node/").startswith(prefixes):
                 with contextlib.suppress(docker.errors.APIError):
                     client.images.remove(tag, force=True)
+
+
+def call_until(
+    stop: threading.Event, failures: list[str], call: Callable[[], httpx.Response]
+) -> None:
+    """A load thread's body: `call` again and again until `stop`; an answer other than 200, or
+    no answer at all, is recorded in `failures` (a thread that died would hide it)."""
+    while not stop.is_set():
+        try:
+            response = call()
+        except httpx.HTTPError as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+            continue
+        if response.status_code != 200:
+            failures.append(f"{response.status_code} {response.text}")
 
 
 def reported(message: str, since: float) -> Callable[[dict[str, Any]], bool]:
@@ -142,7 +172,9 @@ def test_node_lifecycle(
     assert done.returncode == 0, done.stderr
     if backend == "docker":  # the build's steps show in the node's view while it runs
         build_lines = set()
+        deadline = time.monotonic() + 600
         while not (view := controller.node("greeter"))["image"]:
+            assert time.monotonic() < deadline and view["status"] != "Unhealthy", view
             if view["build"]:
                 build_lines.add(view["build"])
             time.sleep(0.05)
@@ -166,6 +198,7 @@ def test_node_lifecycle(
     oversized = httpx.post(
         f"{controller.gateway}/datasphere/v1/nodes/greeter:execute",
         content=b"x" * (16 * 1024 * 1024 + 1), headers={"content-type": "application/json"},
+        timeout=30,
     )  # fmt: skip
     assert oversized.status_code == 413, oversized.text
 
@@ -174,17 +207,13 @@ def test_node_lifecycle(
         controller.grpc_target, "greeter", {"name": "Ada", "values": [1]}, tmp_path, calls=40
     )
     assert reply["message"] == "Hello, Ada!"
-    metrics = controller.api.request("GET", "/metrics")
-    for instance in first_ids:  # both instances served both protocols
-        served = re.search(
-            rf'node_http_codes_total{{[^}}]*code="200"[^}}]*instance="{instance}"}} (\d+)', metrics
-        )
-        assert served and int(served.group(1)) > 0, metrics
-        grpc_ok = re.search(
-            rf'node_grpc_codes_total{{[^}}]*code="OK"[^}}]*instance="{instance}"}} (\d+)', metrics
-        )
-        assert grpc_ok and int(grpc_ok.group(1)) > 0, metrics
-    assert 'gateway_node_responses_total{node_id="greeter",protocol="http",code="2xx"}' in metrics
+    served_both = [  # both instances served both protocols
+        rf'node_{kind}_codes_total{{[^}}]*code="{code}"[^}}]*instance="{i}"}} [1-9]'
+        for i in first_ids
+        for kind, code in (("http", "200"), ("grpc", "OK"))
+    ]
+    gateway_counted = r'gateway_node_responses_total\{node_id="greeter",protocol="http",code="2xx"'
+    controller.metrics(*served_both, gateway_counted)
 
     # an instance dies: the node reports what its minimum implies, then a replacement comes up
     victim = node["instances"][0]
@@ -234,10 +263,9 @@ def test_node_lifecycle(
     stop = threading.Event()
 
     def load() -> None:
-        while not stop.is_set():
-            response = controller.execute("greeter", {"name": "r", "values": [1]})
-            if response.status_code != 200:
-                failures.append(f"{response.status_code} {response.text}")
+        call_until(
+            stop, failures, lambda: controller.execute("greeter", {"name": "r", "values": [1]})
+        )
 
     runner = threading.Thread(target=load)
     runner.start()
@@ -371,7 +399,6 @@ def test_a_rollout_the_controller_did_not_finish_goes_on_after_a_restart(
     after = controller.wait(
         "greeter",
         lambda n: healthy_with(1)(n) and old not in {i["id"] for i in n["instances"]},
-        timeout=120,
     )
     assert after["version"] != before["version"]
     assert {i["version"] for i in after["instances"]} == {after["version"]}
@@ -400,22 +427,19 @@ def test_node_scales_up_under_load_and_back_down(
     failures: list[str] = []
 
     def load() -> None:
-        while not stop.is_set():
-            response = controller.execute("slow", {"x": 1})
-            if response.status_code != 200:
-                failures.append(response.text)
+        call_until(stop, failures, lambda: controller.execute("slow", {"x": 1}))
 
     threads = [threading.Thread(target=load) for _ in range(6)]
     for thread in threads:
         thread.start()
     try:
-        controller.wait("slow", healthy_with(2), timeout=60)
+        controller.wait("slow", healthy_with(2), timeout=180)
     finally:
         stop.set()
         for thread in threads:
             thread.join()
     assert not failures, failures[:3]
-    controller.wait("slow", lambda n: len(n["instances"]) == 1, timeout=60)
+    controller.wait("slow", lambda n: len(n["instances"]) == 1, timeout=180)
 
 
 def test_bad_requests_name_the_problem(
@@ -435,7 +459,7 @@ def test_bad_requests_name_the_problem(
     )
     assert "already exists" in stderr
     response = httpx.get(
-        f"{controller.info.api_url}/v1/nodes", headers={"authorization": "Bearer x"}
+        f"{controller.info.api_url}/v1/nodes", headers={"authorization": "Bearer x"}, timeout=30
     )
     assert response.status_code == 401
     assert "token" in response.json()["detail"]
@@ -484,7 +508,7 @@ def test_node_from_any_image_with_an_http_health_check(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     node = controller.wait("web", healthy_with(1))
-    response = httpx.get(f"{controller.gateway}/", headers={"x-node-id": "web"})
+    response = httpx.get(f"{controller.gateway}/", headers={"x-node-id": "web"}, timeout=30)
     assert response.status_code == 200
     assert "Directory listing" in response.text
     assert response.headers["x-node-instance"] == node["instances"][0]["id"]

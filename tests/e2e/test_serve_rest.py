@@ -134,13 +134,18 @@ def test_a_slow_cell_does_not_hold_up_health_checks(tmp_path: Path) -> None:
     )
     started = Instance(checkpoint.path)
     try:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(started.execute, {"seconds": 2.0})
-            time.sleep(0.3)  # the slow call is running now
+        with (
+            concurrent.futures.ThreadPoolExecutor(1) as pool,
+            httpx.Client(base_url=started.url, timeout=30) as client,
+        ):
+            assert client.get("/healthz").status_code == 200  # connected before the clock runs
+            slow = pool.submit(started.execute, {"seconds": 6.0})
+            time.sleep(1)  # the slow call is running now
             before = time.perf_counter()
-            assert httpx.get(f"{started.url}/healthz", timeout=5).status_code == 200
-            assert time.perf_counter() - before < 0.5
-            assert slow.result().json()["output"]["slept"] == 2.0
+            assert client.get("/healthz").status_code == 200
+            # held up by the cell, the answer would come when the cell ends, ~5 s later
+            assert time.perf_counter() - before < 2.5 and not slow.done()
+            assert slow.result().json()["output"]["slept"] == 6.0
     finally:
         started.stop()
 
