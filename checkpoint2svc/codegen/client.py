@@ -8,10 +8,14 @@ Every decision lives in ``build_client_model``; the templates print the model. T
     <module>_client/
         __init__.py        the public API, re-exported
         models.py          Input, Output (dataclasses), records (TypedDicts), SIGNATURE (the IR)
-        rest.py            RestClient, AsyncRestClient over checkpoint2svc.runtime.rest_client
-        grpc.py            GrpcClient, AsyncGrpcClient over checkpoint2svc.runtime.grpc_client
+        rest.py            RestClient, AsyncRestClient over _runtime/rest_client.py
+        grpc.py            GrpcClient, AsyncGrpcClient over _runtime/grpc_client.py
         py.typed
+        _runtime/          checkpoint2svc's client runtime, copied (``codegen.client_runtime``)
         _proto/            protoc's modules (the service's and the shared ones)
+
+The package does not depend on checkpoint2svc: it needs httpx, orjson, grpcio and protobuf (and
+numpy or pandas when the signature has tensors or tables).
 
 Python types follow the README's table: scalars as themselves, ``optional[T]`` as ``T | None``,
 lists and dicts as ``list``/``dict``, tensors as ``numpy.typing.NDArray[numpy.<dtype>]`` (a
@@ -19,9 +23,6 @@ lists and dicts as ``list``/``dict``, tensors as ``numpy.typing.NDArray[numpy.<d
 ``TypedDict`` (records are dicts on both sides of the wire, so nothing is converted; a record used
 in several places is declared once). The package imports numpy and pandas for type checkers only;
 the runtime imports them when it converts a value.
-
-Imports are laid out so that ruff's isort accepts them whether ``checkpoint2svc`` counts as first
-or third party: no import section mixes it with another distribution.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 
 from checkpoint2svc import __version__
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
+from checkpoint2svc.codegen.client_runtime import RUNTIME_DEPENDENCIES, RUNTIME_DIR, runtime_files
 from checkpoint2svc.codegen.proto import compile_protos, compile_shared_protos
 from checkpoint2svc.codegen.python_source import (
     INDENT,
@@ -400,10 +402,10 @@ class _Needs:
 
 
 def _dependencies(needs: _Needs) -> tuple[str, ...]:
-    # checkpoint2svc brings httpx, grpcio and protobuf. Its protoc modules in _proto/ check at
-    # import that grpcio and protobuf are at least as new as the tools that wrote them; their
-    # versions are left out here so that the same checkpoint gives the same file everywhere.
-    dependencies = [f"checkpoint2svc=={__version__}"]
+    # The protoc modules in _proto/ check at import that grpcio and protobuf are at least as new
+    # as the tools that wrote them; those versions are left out here so that the same checkpoint
+    # gives the same file everywhere.
+    dependencies = list(RUNTIME_DEPENDENCIES)
     if "import numpy" in needs.type_checking:
         dependencies.append("numpy>=1.26")
     if "import pandas" in needs.type_checking:
@@ -512,7 +514,8 @@ def build_client_model(manifest: Manifest, names: ServiceNames) -> ClientPackage
 
 def render_client(model: ClientPackage) -> dict[str, str]:
     """The package's files (relative path -> text), each rendered by the template named after
-    it; protoc's modules are not among them (``write_client`` compiles those)."""
+    it, and the runtime's copies; protoc's modules are not among them (``write_client`` compiles
+    those)."""
     environment = template_environment()
     files = {
         "pyproject.toml": "pyproject.toml",
@@ -524,6 +527,8 @@ def render_client(model: ClientPackage) -> dict[str, str]:
         for path, template in files.items()
     }
     rendered[f"{model.package}/py.typed"] = ""
+    for name, text in runtime_files().items():
+        rendered[f"{model.package}/{RUNTIME_DIR}/{name}"] = text
     return rendered
 
 

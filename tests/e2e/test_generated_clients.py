@@ -5,6 +5,7 @@ arrive as the client's exceptions; the packages are ruff-clean, deterministic an
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import zipfile
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from checkpoint2svc.checkpoint import Checkpoint, Manifest
+from checkpoint2svc.codegen.client_runtime import VENDORED
 from checkpoint2svc.codegen.context import generate
 from checkpoint2svc.runtime.json_values import decode_json, encode_json
 from tests.conftest import EXAMPLE_PINS
@@ -188,7 +190,7 @@ def test_the_client_package_passes_ruff_and_is_deterministic(
     assert one.keys() == two.keys()
     assert [name for name in one if one[name] != two[name]] == []
     ours = [p for p in (tmp_path / "one" / "client").rglob("*.py") if "_proto" not in p.parts]
-    assert len(ours) == 4
+    assert len(ours) == 4 + len(VENDORED) + 1  # and the runtime's copies
     done = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--config", str(REPO / "pyproject.toml"),
          "--no-cache", *map(str, ours)],
@@ -248,3 +250,43 @@ def test_a_type_checker_checks_calls_against_the_signature(
     assert len(errors) == 2, done.stdout + done.stderr
     assert 'Argument "name" to "execute" of "RestClient" has incompatible type "int"' in errors[0]
     assert 'Missing named argument "values"' in errors[1]
+
+
+def test_the_client_runs_in_an_environment_without_checkpoint2svc(
+    image: Service, tmp_path: Path
+) -> None:
+    """pip install the package into a new virtual environment, which then holds its dependencies
+    and not checkpoint2svc, and call the served instance from there over REST and gRPC."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "-q", str(image.directory / "client")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    listed = subprocess.run(
+        [python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True
+    )
+    names = {package["name"].lower() for package in json.loads(listed.stdout)}
+    assert {"normalize-client", "grpcio", "httpx", "numpy"} <= names
+    assert not names & {"checkpoint2svc", "fastapi", "docker", "ipykernel", "grpcio-tools"}
+    program = f"""
+import json, numpy
+from normalize_client import GrpcClient, RestClient
+image = numpy.arange(16, dtype="float32").reshape(2, 8)
+for client in (RestClient("{image.instance.url}"), GrpcClient("{image.instance.grpc_target}")):
+    with client:
+        output = client.execute(image=image)
+    print(json.dumps([output.normalized.tolist(), output.brightness]))
+"""
+    done = subprocess.run(
+        [python, "-c", program], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    expected = image.call("RestClient", {"image": np.arange(16, dtype=np.float32).reshape(2, 8)})
+    for line in done.stdout.splitlines():
+        normalized, brightness = json.loads(line)
+        assert np.array_equal(np.array(normalized, dtype=np.float32), expected.normalized)
+        assert brightness == expected.brightness
+    assert len(done.stdout.splitlines()) == 2

@@ -13,6 +13,7 @@ import pytest
 from checkpoint2svc import __version__
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
 from checkpoint2svc.codegen.client import build_client_model, render_client
+from checkpoint2svc.codegen.client_runtime import VENDORED
 from checkpoint2svc.runtime.proto_values import signature_record
 from checkpoint2svc.signature.types import (
     Column,
@@ -112,7 +113,7 @@ def test_every_rendered_module_passes_ruff(packages: dict[str, Path]) -> None:
         for path in folder.rglob("*.py")
         if "_proto" not in path.parts
     ]
-    assert len(files) == 3 * 4
+    assert len(files) == 3 * (4 + len(VENDORED) + 1)  # the runtime's copies and its __init__
     done = ruff(files)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -129,9 +130,9 @@ def test_rendering_is_deterministic() -> None:
 
 def test_the_package_embeds_the_signature_and_types(packages: dict[str, Path]) -> None:
     with imported_package(packages[EVERY_KIND.name], "client_every_kind_client") as package:
-        models = package.models
-        assert models.SIGNATURE.inputs == signature_record(EVERY_KIND.inputs)
-        assert models.SIGNATURE.outputs == signature_record(EVERY_KIND.outputs)
+        models = package.models  # its IR is the runtime's copy: the same shape, other classes
+        assert models.SIGNATURE.inputs.to_dict() == signature_record(EVERY_KIND.inputs).to_dict()
+        assert models.SIGNATURE.outputs.to_dict() == signature_record(EVERY_KIND.outputs).to_dict()
         inputs = [f.name for f in dataclasses.fields(package.Input)]
         assert inputs == [name for name, _, _, _ in CASES]
         assert typing.is_typeddict(package.InputPoint)
@@ -146,7 +147,7 @@ def test_odd_names_stay_valid_python(packages: dict[str, Path]) -> None:
     assert [p.name for p in model.execute.params] == ["self", "Input", "numpy", LONG]
     assert any(p.noqa for p in model.execute.params)  # a line that cannot be shortened
     with imported_package(packages[ODD.name], "odd_names_client") as package:
-        assert package.models.SIGNATURE.outputs == signature_record(ODD.outputs)
+        assert package.models.SIGNATURE.outputs.to_dict() == signature_record(ODD.outputs).to_dict()
         assert set(package.OutputOutput.__annotations__) == {"class", "__x"}
         assert package.Input(self=1, numpy=None, **{LONG: {}}).Input is None  # type: ignore[arg-type]
 
@@ -167,7 +168,8 @@ def test_the_pyproject_names_the_distribution_and_its_requirements() -> None:
     data = tomllib.loads(text)
     assert data["project"]["name"] == "client-every-kind-client"
     requirements = data["project"]["dependencies"]
-    assert requirements[0].startswith("checkpoint2svc==")
+    assert not any(r.startswith("checkpoint2svc") for r in requirements)  # it carries a copy
+    assert {"grpcio>=1.60", "httpx>=0.27", "orjson>=3.9", "protobuf>=5.26"} <= set(requirements)
     assert any(r.startswith("numpy") for r in requirements)
     assert any(r.startswith("pandas") for r in requirements)
     assert data["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == [
@@ -188,3 +190,32 @@ def test_the_example_call_uses_the_pinned_inputs() -> None:
     )
     image = manifest("image", [Variable("image", Tensor("float32", (-1,)), {"b64": ""})], [])
     assert build_client_model(image, names_of(image)).example_call == ("execute(image=...)",)
+
+
+def test_the_package_runs_without_checkpoint2svc(packages: dict[str, Path]) -> None:
+    """checkpoint2svc made unimportable: the package still imports, checks inputs against its
+    signature, encodes a tensor, and reports a service it cannot reach (the runtime's copy)."""
+    program = f"""
+import sys
+sys.modules["checkpoint2svc"] = None  # any import of it fails
+import numpy
+from odd_names_client import RestClient, ServiceError, ValidationError
+inputs = {{"self": 1, "Input": None, "numpy": numpy.zeros(2, "float32"), "{LONG}": {{}}}}
+with RestClient("http://127.0.0.1:9", timeout=5) as client:
+    for change in ({{"self": "one"}}, {{}}):
+        try:
+            client.execute(**{{**inputs, **change}})
+        except (ServiceError, ValidationError) as exc:
+            print(type(exc).__name__, getattr(exc, "field", ""))
+print(sorted(m for m in sys.modules if "checkpoint2svc" in m))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=packages[ODD.name],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "ValidationError input.self",
+        "ServiceError ",  # valid inputs, sent to a port nothing serves
+        "['checkpoint2svc']",  # only the blocked entry
+    ]

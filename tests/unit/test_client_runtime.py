@@ -1,5 +1,9 @@
 """The generated clients' runtime: every type through REST (httpx's mock transport) and gRPC (an
-in-process echo server), blocking and asyncio; errors and what travels with every call."""
+in-process echo server), blocking and asyncio; errors and what travels with every call.
+
+A generated package runs its copy of the runtime (``_runtime/``), so its errors are its own
+classes (``package.ValidationError``); the runtime's functions called directly raise
+checkpoint2svc's."""
 
 from __future__ import annotations
 
@@ -170,33 +174,33 @@ def test_a_rest_client_raises_them(package: ModuleType, rest_echo: RestEcho) -> 
     )
     client = package.RestClient("http://echo", http_client=httpx.Client(
         transport=httpx.MockTransport(rest_echo)))  # fmt: skip
-    with pytest.raises(ExecutionError) as raised:
+    with pytest.raises(package.ExecutionError) as raised:
         client.execute(**VALUES)
     assert raised.value.error_name == "KeyError" and raised.value.traceback == ["a", "b"]
 
     rest_echo.answer = answering(200, {"output": {}})
-    with pytest.raises(ServiceError, match="regenerate the client"):
+    with pytest.raises(package.ServiceError, match="regenerate the client"):
         client.execute(**VALUES)
 
     def unreachable(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
     rest_echo.answer = unreachable
-    with pytest.raises(ServiceError, match="no answer from http://echo/execute"):
+    with pytest.raises(package.ServiceError, match="no answer from http://echo/execute"):
         client.execute(**VALUES)
 
 
 def test_bad_inputs_are_refused_before_sending(package: ModuleType, rest_echo: RestEcho) -> None:
     client = package.RestClient("http://echo", http_client=httpx.Client(
         transport=httpx.MockTransport(rest_echo)))  # fmt: skip
-    with pytest.raises(ValidationError) as wrong:
+    with pytest.raises(package.ValidationError) as wrong:
         client.execute(**{**VALUES, "floats": [1.0, "x"]})
     assert wrong.value.field == "input.floats[1]" and wrong.value.http_status is None
-    with pytest.raises(ValidationError, match=r"input\.nope: not an input"):
+    with pytest.raises(package.ValidationError, match=r"input\.nope: not an input"):
         client._execute({**VALUES, "nope": 1})
-    with pytest.raises(ValidationError, match=r"input\.flag: field required"):
+    with pytest.raises(package.ValidationError, match=r"input\.flag: field required"):
         client._execute({k: v for k, v in VALUES.items() if k != "flag"})
-    with pytest.raises(ValidationError, match="cannot be sent as JSON"):
+    with pytest.raises(package.ValidationError, match="cannot be sent as JSON"):
         client.execute(**{**VALUES, "json_object": {"big": 2**70}})
     assert rest_echo.headers == []  # nothing was sent
 
@@ -305,7 +309,8 @@ def test_metadata_node_and_alias_travel_with_every_call(
     assert metadata["x-node-id"] == "n" and metadata["x-node-alias"] == "a"
 
 
-def fail(package: ModuleType, target: str, how: str, asynchronous: bool) -> ClientError:
+def fail(package: ModuleType, target: str, how: str, asynchronous: bool) -> Any:
+    """The client error (the package's own class: its runtime is a copy) of one failed call."""
     metadata = {"x-fail": how}
     if asynchronous:
 
@@ -316,7 +321,7 @@ def fail(package: ModuleType, target: str, how: str, asynchronous: bool) -> Clie
         runner: Callable[[], object] = lambda: asyncio.run(call())  # noqa: E731
     else:
         runner = lambda: package.GrpcClient(target, metadata=metadata).execute(**VALUES)  # noqa: E731
-    with pytest.raises(ClientError) as info:
+    with pytest.raises(package.ClientError) as info:
         runner()
     return info.value
 
@@ -326,25 +331,25 @@ def test_grpc_failures_become_client_errors(
     package: ModuleType, grpc_echo: GrpcEcho, asynchronous: bool
 ) -> None:
     raised = fail(package, grpc_echo.target, "raised", asynchronous)
-    assert isinstance(raised, ExecutionError) and raised.grpc_code == "INTERNAL"
+    assert isinstance(raised, package.ExecutionError) and raised.grpc_code == "INTERNAL"
     assert raised.error_name == "ZeroDivisionError"
     assert raised.error_message == "division by zero"
     assert raised.traceback[-1] == "ZeroDivisionError: division by zero"
 
     invalid = fail(package, grpc_echo.target, "invalid", asynchronous)
-    assert isinstance(invalid, ValidationError) and invalid.grpc_code == "INVALID_ARGUMENT"
+    assert isinstance(invalid, package.ValidationError) and invalid.grpc_code == "INVALID_ARGUMENT"
     assert (invalid.field, invalid.reason) == ("input.points[0].x", "expected float")
 
     bad = fail(package, grpc_echo.target, "bad-request", asynchronous)
-    assert isinstance(bad, ValidationError)
+    assert isinstance(bad, package.ValidationError)
     assert (bad.field, bad.reason) == ("input.count", "expected int")
 
     exhausted = fail(package, grpc_echo.target, "exhausted", asynchronous)
-    assert type(exhausted) is ServiceError and exhausted.grpc_code == "RESOURCE_EXHAUSTED"
+    assert type(exhausted) is package.ServiceError and exhausted.grpc_code == "RESOURCE_EXHAUSTED"
     assert "over the limit of 16 MiB" in str(exhausted)
 
     unreachable = fail(package, "127.0.0.1:1", "", asynchronous)
-    assert type(unreachable) is ServiceError and unreachable.grpc_code == "UNAVAILABLE"
+    assert type(unreachable) is package.ServiceError and unreachable.grpc_code == "UNAVAILABLE"
     assert "is the service running there?" in str(unreachable)
 
 
@@ -352,7 +357,10 @@ def test_bad_grpc_inputs_are_refused_before_sending(
     package: ModuleType, grpc_echo: GrpcEcho
 ) -> None:
     grpc_echo.metadata.clear()
-    with package.GrpcClient(grpc_echo.target) as client, pytest.raises(ValidationError) as wrong:
+    with (
+        package.GrpcClient(grpc_echo.target) as client,
+        pytest.raises(package.ValidationError) as wrong,
+    ):
         client.execute(**{**VALUES, "count": "3"})
     assert wrong.value.field == "input.count" and wrong.value.grpc_code is None
     assert grpc_echo.metadata == []

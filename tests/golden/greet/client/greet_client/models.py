@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checkpoint2svc.runtime.client import Signature
-from checkpoint2svc.signature import types as ir
+from ._runtime import types as ir
+from ._runtime.client import Signature
 
 
 @dataclass(kw_only=True)
