@@ -14,8 +14,8 @@ Every decision lives in ``build_client_model``; the templates print the model. T
         _runtime/          checkpoint2svc's client runtime, copied (``codegen.client_runtime``)
         _proto/            protoc's modules (the service's and the shared ones)
 
-The package does not depend on checkpoint2svc: it needs httpx, orjson, grpcio and protobuf (and
-numpy or pandas when the signature has tensors or tables).
+The package does not depend on checkpoint2svc: it needs httpx, orjson, grpcio, grpcio-status and
+protobuf (and numpy or pandas when the signature has tensors or tables).
 
 Python types follow the README's table: scalars as themselves, ``optional[T]`` as ``T | None``,
 lists and dicts as ``list``/``dict``, tensors as ``numpy.typing.NDArray[numpy.<dtype>]`` (a
@@ -30,9 +30,11 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from packaging.version import Version
 
 from checkpoint2svc import __version__
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
@@ -402,9 +404,8 @@ class _Needs:
 
 
 def _dependencies(needs: _Needs) -> tuple[str, ...]:
-    # The protoc modules in _proto/ check at import that grpcio and protobuf are at least as new
-    # as the tools that wrote them; those versions are left out here so that the same checkpoint
-    # gives the same file everywhere.
+    # The protoc modules in _proto/ refuse a grpcio or protobuf older than the tools that wrote
+    # them: write_client raises these bounds to those versions once it has compiled them.
     dependencies = list(RUNTIME_DEPENDENCIES)
     if "import numpy" in needs.type_checking:
         dependencies.append("numpy>=1.26")
@@ -552,11 +553,45 @@ def write_client(
     """Write the client package of ``manifest``'s service (typed by ``proto``) into ``out_dir``;
     return its model (``package`` is the name to import)."""
     model = build_client_model(manifest, names)
+    stubs = out_dir / model.package / PROTO_DIR
+    compile_shared_protos(stubs)
+    compile_protos(proto, stubs)
+    bounds = stub_requirements(stubs, model.module)
+    model = replace(model, dependencies=raised_bounds(model.dependencies, bounds))
     for path, text in render_client(model).items():
         target = out_dir / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-    stubs = out_dir / model.package / PROTO_DIR
-    compile_shared_protos(stubs)
-    compile_protos(proto, stubs)
     return model
+
+
+_PROTOBUF_GENCODE = re.compile(
+    r"ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+),"
+)
+_GRPC_GENERATED = re.compile(r"^GRPC_GENERATED_VERSION = '([\d.]+)'", re.MULTILINE)
+
+
+def stub_requirements(stubs: Path, module: str) -> dict[str, str]:
+    """The protobuf and grpcio versions that protoc's modules of ``module`` in ``stubs`` check
+    for at import (older ones make them raise), e.g. ``{"protobuf": "7.35.1", "grpcio":
+    "1.85.1"}``; a module that checks nothing adds nothing."""
+    found = {}
+    messages = (stubs / f"{module}_pb2.py").read_text(encoding="utf-8")
+    if match := _PROTOBUF_GENCODE.search(messages):
+        found["protobuf"] = ".".join(match.groups())
+    services = (stubs / f"{module}_pb2_grpc.py").read_text(encoding="utf-8")
+    if match := _GRPC_GENERATED.search(services):
+        found["grpcio"] = match.group(1)
+    return found
+
+
+def raised_bounds(requirements: tuple[str, ...], minimum: dict[str, str]) -> tuple[str, ...]:
+    """``requirements`` (``name>=version``) with each lower bound raised to ``minimum[name]``
+    where that is newer."""
+    raised = []
+    for requirement in requirements:
+        name, _, bound = requirement.partition(">=")
+        if name in minimum and Version(minimum[name]) > Version(bound):
+            requirement = f"{name}>={minimum[name]}"
+        raised.append(requirement)
+    return tuple(raised)

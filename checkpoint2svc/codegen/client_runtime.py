@@ -2,9 +2,9 @@
 
 The client modules of checkpoint2svc (checking and converting values, REST and gRPC calls,
 errors) are copied into the package with their imports made relative, so that installing a
-client brings httpx, orjson, grpcio and protobuf, and not checkpoint2svc with its docker,
-fastapi, ipykernel and grpcio-tools. The copies are exact apart from those import lines and a
-header, so the runtime's own tests cover them.
+client brings httpx, orjson, grpcio, grpcio-status and protobuf, and not checkpoint2svc with its
+docker, fastapi, ipykernel and grpcio-tools. The copies are exact apart from those import lines
+and a header, so the runtime's own tests cover them.
 """
 
 from __future__ import annotations

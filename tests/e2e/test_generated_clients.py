@@ -214,6 +214,7 @@ def test_the_client_package_builds_a_wheel_with_its_stubs(
     assert {
         "normalize_client/__init__.py",
         "normalize_client/py.typed",
+        "normalize_client/_runtime/grpc_client.py",
         "normalize_client/_proto/normalize_pb2.py",
         "normalize_client/_proto/normalize_pb2_grpc.py",
         "normalize_client/_proto/checkpoint2svc_protos/v1/values_pb2.py",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import typing
@@ -12,7 +13,7 @@ import pytest
 
 from checkpoint2svc import __version__
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
-from checkpoint2svc.codegen.client import build_client_model, render_client
+from checkpoint2svc.codegen.client import build_client_model, raised_bounds, render_client
 from checkpoint2svc.codegen.client_runtime import VENDORED
 from checkpoint2svc.runtime.proto_values import signature_record
 from checkpoint2svc.signature.types import (
@@ -194,20 +195,22 @@ def test_the_example_call_uses_the_pinned_inputs() -> None:
 
 def test_the_package_runs_without_checkpoint2svc(packages: dict[str, Path]) -> None:
     """checkpoint2svc made unimportable: the package still imports, checks inputs against its
-    signature, encodes a tensor, and reports a service it cannot reach (the runtime's copy)."""
+    signature, encodes a tensor, and reports a service it cannot reach, over REST and gRPC (the
+    runtime's copy does it all)."""
     program = f"""
 import sys
 sys.modules["checkpoint2svc"] = None  # any import of it fails
 import numpy
-from odd_names_client import RestClient, ServiceError, ValidationError
+from odd_names_client import GrpcClient, RestClient, ServiceError, ValidationError
 inputs = {{"self": 1, "Input": None, "numpy": numpy.zeros(2, "float32"), "{LONG}": {{}}}}
-with RestClient("http://127.0.0.1:9", timeout=5) as client:
-    for change in ({{"self": "one"}}, {{}}):
-        try:
-            client.execute(**{{**inputs, **change}})
-        except (ServiceError, ValidationError) as exc:
-            print(type(exc).__name__, getattr(exc, "field", ""))
-print(sorted(m for m in sys.modules if "checkpoint2svc" in m))
+for client in (RestClient("http://127.0.0.1:9", timeout=5), GrpcClient("127.0.0.1:9", timeout=5)):
+    with client:
+        for change in ({{"self": "one"}}, {{}}):
+            try:
+                client.execute(**{{**inputs, **change}})
+            except (ServiceError, ValidationError) as exc:
+                print(type(exc).__name__, getattr(exc, "field", ""))
+print(sorted(m for m in sys.modules if m.startswith("checkpoint2svc.") or m == "checkpoint2svc"))
 """
     done = subprocess.run(
         [sys.executable, "-c", program], cwd=packages[ODD.name],
@@ -216,6 +219,39 @@ print(sorted(m for m in sys.modules if "checkpoint2svc" in m))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "ValidationError input.self",
-        "ServiceError ",  # valid inputs, sent to a port nothing serves
+        "ServiceError ",  # valid inputs, sent to a port nothing serves (REST)
+        "ValidationError input.self",
+        "ServiceError ",  # the same over gRPC: the stubs, proto_values, grpc_status
         "['checkpoint2svc']",  # only the blocked entry
     ]
+
+
+def test_the_written_package_requires_what_its_stubs_check_at_import(
+    packages: dict[str, Path],
+) -> None:
+    """protoc's modules raise on a grpcio or protobuf older than the tools that wrote them, so
+    the package's pyproject asks for at least those versions."""
+    import tomllib
+
+    folder = packages[NOTHING.name]
+    requirements = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"
+    ]["dependencies"]
+    stubs = folder / "nothing_client" / "_proto"
+    grpc_generated = re.search(
+        r"GRPC_GENERATED_VERSION = '(.+)'", (stubs / "nothing_pb2_grpc.py").read_text()
+    )
+    assert grpc_generated and f"grpcio>={grpc_generated.group(1)}" in requirements
+    messages = (stubs / "nothing_pb2.py").read_text()
+    gencode = re.search(r"Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+),", messages)
+    assert gencode and f"protobuf>={'.'.join(gencode.groups())}" in requirements
+    assert (folder / "README.md").read_text().count(f"grpcio>={grpc_generated.group(1)}") == 1
+
+
+def test_lower_bounds_are_raised_never_lowered() -> None:
+    requirements = ("grpcio>=1.60", "httpx>=0.27", "protobuf>=5.26")
+    assert raised_bounds(requirements, {"grpcio": "1.85.1", "protobuf": "5.0", "numpy": "2"}) == (
+        "grpcio>=1.85.1",
+        "httpx>=0.27",
+        "protobuf>=5.26",
+    )
