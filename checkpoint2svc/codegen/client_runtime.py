@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from pathlib import Path
 
 from checkpoint2svc import __version__
@@ -41,6 +42,7 @@ RUNTIME_DEPENDENCIES = (
 when its signature has one)."""
 
 _LOCAL = {module: name for name, module in VENDORED.items()}
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 class RuntimeCopyError(Checkpoint2SvcError):
@@ -61,8 +63,18 @@ def copied_source(module: str) -> str:
     assert spec is not None and spec.origin is not None, module
     source = Path(spec.origin).read_text(encoding="utf-8")
     lines = source.splitlines(keepends=True)
-    statements: list[tuple[int, int, str]] = []  # first line, last line, new module (1-based)
+    statements: list[tuple[int, int, tuple[str, str]]] = []  # first, last line (1-based), key
     for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and _ours(node.value)
+            and _MODULE_NAME.fullmatch(node.value)
+        ):
+            raise RuntimeCopyError(
+                f"{module} line {node.lineno} names the module {node.value} in a string (an "
+                "import by name?), which a client package's copy cannot load"
+            )
         if isinstance(node, ast.Import) and any(_ours(a.name) for a in node.names):
             raise RuntimeCopyError(f"{module} line {node.lineno}: use `from ... import` there")
         if isinstance(node, ast.ImportFrom) and node.level == 0 and _ours(node.module or ""):
@@ -75,17 +87,18 @@ def copied_source(module: str) -> str:
                 )
             new = _relative(module, node)
             lines[node.lineno - 1] = line.replace(old, f"from {new} import ", 1)
-            statements.append((node.lineno, node.end_lineno or node.lineno, new))
+            key = (new, node.names[0].name.lower())
+            statements.append((node.lineno, node.end_lineno or node.lineno, key))
     _sort_adjacent(lines, sorted(statements))
     header = f"# Copied from {module} (checkpoint2svc {__version__}); do not edit.\n"
     return header + "".join(lines)
 
 
-def _sort_adjacent(lines: list[str], statements: list[tuple[int, int, str]]) -> None:
-    """Sort each run of adjacent rewritten imports by module, as isort orders relative imports
-    (``checkpoint2svc.errors`` came before ``checkpoint2svc.runtime.client``; ``.errors`` goes
-    after ``.client``)."""
-    runs: list[list[tuple[int, int, str]]] = []
+def _sort_adjacent(lines: list[str], statements: list[tuple[int, int, tuple[str, str]]]) -> None:
+    """Sort each run of adjacent rewritten imports by module, then first name, as isort orders
+    relative imports (``checkpoint2svc.errors`` came before ``checkpoint2svc.runtime.client``;
+    ``.errors`` goes after ``.client``)."""
+    runs: list[list[tuple[int, int, tuple[str, str]]]] = []
     for statement in statements:
         if runs and statement[0] == runs[-1][-1][1] + 1:
             runs[-1].append(statement)

@@ -71,6 +71,12 @@ def test_a_module_importing_what_is_not_copied_is_refused(
     )
     with pytest.raises(RuntimeCopyError, match="needs it at the top level"):
         copied_source("nested_runtime")
+    (tmp_path / "by_name_runtime.py").write_text(
+        "import importlib\nerrors = importlib.import_module('checkpoint2svc.errors')\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RuntimeCopyError, match=r"names the module checkpoint2svc\.errors"):
+        copied_source("by_name_runtime")
 
 
 # What a top-level import of the copies needs installed (numpy and pandas: only for tensors and
