@@ -139,7 +139,7 @@ def hand_written_grpc(
                 field.data = value.tobytes()
             else:
                 setattr(message, name, value)
-        output = stub.Execute(message)
+        output = stub.Execute(message, timeout=60)  # a deadline, as any caller should set
         return {
             f.name: np.frombuffer(v.data, v.dtype).reshape(tuple(v.shape))
             if f.message_type is not None and f.message_type.name == "Tensor" else v
