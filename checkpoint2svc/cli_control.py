@@ -362,7 +362,7 @@ def _node_settings(parser: argparse.ArgumentParser) -> None:
         help="failures while starting count only after this long (default 60)",
     )
     a("--metrics-path", help="Prometheus path of the instance (default /metrics)")
-    a("--metrics-port", type=int, help="Prometheus port of the instance (default: --port)")
+    a("--metrics-port", type=int, help="Prometheus port of an --image node (default: --port)")
     a("--env", action="append", metavar="K=V", help="environment variable (repeatable)")
     a("--min", type=int, help="minimum instances (default 1)")
     a("--max", type=int, help="maximum instances (default: --min)")

@@ -42,6 +42,9 @@ class InstanceSpec:
     host port instead."""
     grpc_port: int | None = 9090
     """None: the instance has no gRPC port."""
+    metrics_port: int | None = None
+    """A port inside the container serving the node's Prometheus metrics, published too
+    (docker); None: they are served on ``http_port``."""
     env: dict[str, str] = field(default_factory=dict)
     socket_dir: Path | None = None
     """A directory for the instance's unix socket (``SOCKET_NAME``), which it serves HTTP on
@@ -74,6 +77,8 @@ class InstanceHandle:
     """The host path of the instance's unix socket; empty when it serves its port only."""
     version: str = ""
     """``InstanceSpec.version``; empty for an instance started before versions were recorded."""
+    metrics_port: int = 0
+    """Host-side port of ``InstanceSpec.metrics_port``; 0: the metrics are on ``http_port``."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ HTTP_PORT_LABEL = "org.checkpoint2svc.instance-http-port"
 """The container-side ports (the image's own ``http-port``/``grpc-port`` labels are not
 overwritten), so that the host-side ones can be looked up again on adoption."""
 GRPC_PORT_LABEL = "org.checkpoint2svc.instance-grpc-port"
+METRICS_PORT_LABEL = "org.checkpoint2svc.instance-metrics-port"
 SOCKET_LABEL = "org.checkpoint2svc.instance-http-socket"
 VERSION_LABEL = "org.checkpoint2svc.instance-version"
 SOCKET_VARIABLE = "CHECKPOINT2SVC_HTTP_SOCKET"
@@ -69,6 +70,8 @@ def instance_labels(spec: InstanceSpec, created_at: float) -> dict[str, str]:
         labels[SOCKET_LABEL] = str(spec.socket_dir / SOCKET_NAME)
     if spec.version:
         labels[VERSION_LABEL] = spec.version
+    if spec.metrics_port is not None:
+        labels[METRICS_PORT_LABEL] = str(spec.metrics_port)
     return labels
 
 
@@ -88,6 +91,7 @@ def handle_from_attrs(attrs: Mapping[str, Any]) -> InstanceHandle:
         grpc_port=host_port(GRPC_PORT_LABEL) if GRPC_PORT_LABEL in labels else None,
         created_at=float(labels.get(CREATED_LABEL, 0)), http_socket=labels.get(SOCKET_LABEL, ""),
         version=labels.get(VERSION_LABEL, ""),
+        metrics_port=host_port(METRICS_PORT_LABEL) if METRICS_PORT_LABEL in labels else 0,
     )  # fmt: skip
 
 
@@ -124,8 +128,9 @@ class DockerBackend:
             )
         name = container_name(spec.instance_id)
         ports: dict[str, tuple[str, None]] = {f"{spec.http_port}/tcp": (HOST, None)}
-        if spec.grpc_port is not None:
-            ports[f"{spec.grpc_port}/tcp"] = (HOST, None)
+        for extra in (spec.grpc_port, spec.metrics_port):
+            if extra is not None:
+                ports[f"{extra}/tcp"] = (HOST, None)
         try:
             self.client.images.get(spec.image)
             # create + start, never containers.run: that pulls an image it does not find

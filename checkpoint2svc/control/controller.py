@@ -366,7 +366,8 @@ class Controller:
         instance = InstanceSpec(
             node=spec.name, instance_id=new_id, controller_id=self.controller_id,
             image=image or None, checkpoint=Path(spec.checkpoint) if spec.checkpoint else None,
-            http_port=spec.port, grpc_port=grpc_port, env=dict(spec.env),
+            http_port=spec.port, grpc_port=grpc_port, metrics_port=spec.telemetry.port,
+            env=dict(spec.env),
             socket_dir=self._socket_dir(new_id) if spec.checkpoint else None, version=version,
         )  # fmt: skip
         try:
@@ -506,7 +507,8 @@ class Controller:
             path = row.spec.telemetry.path
             for r in self.node_instances(row.name):
                 if r.status != InstanceStatus.DELETING:
-                    targets.append((r.id, f"http://{r.host}:{r.http_port}{path}"))
+                    port = r.handle.metrics_port or r.http_port
+                    targets.append((r.id, f"http://{r.host}:{port}{path}"))
         texts = self._probes.map(lambda target: scrape(target[1]), targets)
         merged = merge_metrics(zip((t[0] for t in targets), texts, strict=True))
         nodes = [row.name for row in self.store.nodes()]

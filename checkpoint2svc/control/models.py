@@ -106,9 +106,18 @@ class NodeSpec:
             raise NodeSpecError(
                 f"--min {self.min_instances} is greater than --max {self.max_instances}"
             )
-        for label, port in (("--port", self.port), ("--grpc-port", self.grpc_port)):
+        for label, port in (
+            ("--port", self.port),
+            ("--grpc-port", self.grpc_port),
+            ("--metrics-port", self.telemetry.port),
+        ):
             if port is not None and not 0 < port < 65536:
                 raise NodeSpecError(f"{label} {port} is not a port (1-65535)")
+        if self.telemetry.port is not None and self.checkpoint is not None:
+            raise NodeSpecError(
+                "--metrics-port is for --image nodes: a checkpoint's instances serve their "
+                "metrics on their HTTP port (--metrics-path still applies)"
+            )
         if self.health.kind == "grpc" and self.grpc_port is None:
             raise NodeSpecError("a gRPC health check needs --grpc-port")
         if self.health.fail_threshold < 1 or self.health.pass_threshold < 1:

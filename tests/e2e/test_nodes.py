@@ -485,13 +485,21 @@ def images(
     tags = next(tags_iter)
     root = tmp_path_factory.mktemp("images")
     commands = {
-        "web": '["python3", "-m", "http.server", "8000", "--bind", "0.0.0.0"]',
+        # pages on 8000; on 9100 a Prometheus exposition at /metrics, as an exporter would serve
+        "web": '["sh", "-c", "python3 -m http.server 9100 --bind 0.0.0.0 --directory /tmp/exporter'
+        ' & exec python3 -m http.server 8000 --bind 0.0.0.0"]',
         "crash": '["sh", "-c", "echo boom-at-start; exit 3"]',
     }
+    exporter = (
+        "RUN mkdir -p /tmp/exporter"
+        " && printf '# TYPE web_up gauge\\nweb_up 1\\n' > /tmp/exporter/metrics\n"
+    )
     built = {}
     for name, command in commands.items():
         (root / name).mkdir()
-        (root / name / "Dockerfile").write_text(f"FROM {default_base_image()}\nCMD {command}\n")
+        (root / name / "Dockerfile").write_text(
+            f"FROM {default_base_image()}\n{exporter if name == 'web' else ''}CMD {command}\n"
+        )
         built[name] = tags.new(name)
         client.images.build(path=str(root / name), tag=built[name], pull=False, rm=True)
     built["greeter"] = build_image(pinned["greeter"], tags.new("greeter"), self_test=False).tag
@@ -504,14 +512,17 @@ def test_node_from_any_image_with_an_http_health_check(
 ) -> None:
     done = controller.cli(
         "node", "create", "web", "--image", images["web"], "--backend", "docker",
-        "--port", "8000", "--no-grpc", "--health-path", "/",
+        "--port", "8000", "--no-grpc", "--health-path", "/", "--metrics-port", "9100",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     node = controller.wait("web", healthy_with(1))
     response = httpx.get(f"{controller.gateway}/", headers={"x-node-id": "web"}, timeout=30)
     assert response.status_code == 200
     assert "Directory listing" in response.text
-    assert response.headers["x-node-instance"] == node["instances"][0]["id"]
+    instance = node["instances"][0]["id"]
+    assert response.headers["x-node-instance"] == instance
+    # its exporter's metrics, scraped on the telemetry port, in the controller's /metrics
+    controller.metrics(rf'web_up\{{instance="{instance}"\}} 1')
 
 
 def test_node_from_an_image_with_a_grpc_health_check(

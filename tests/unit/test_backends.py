@@ -241,3 +241,19 @@ def test_without_an_engine_the_default_backend_is_local(
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     assert default_backend_name() == "local"
+
+
+def test_a_telemetry_port_is_labelled_and_its_host_port_found_again() -> None:
+    exporter = InstanceSpec(**{**SPEC.__dict__, "grpc_port": None, "metrics_port": 9100})
+    attrs = {
+        "Id": "c0ffee" * 10,
+        "Config": {"Labels": instance_labels(exporter, 1700000000.5)},
+        "NetworkSettings": {"Ports": {
+            "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32768"}],
+            "9100/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32770"}],
+        }},
+        "State": {"Status": "running", "ExitCode": 0},
+    }  # fmt: skip
+    handle = handle_from_attrs(attrs)
+    assert (handle.http_port, handle.grpc_port, handle.metrics_port) == (32768, None, 32770)
+    assert handle_from_attrs(_attrs("running", 0, {})).metrics_port == 0  # none: the HTTP port

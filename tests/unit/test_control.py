@@ -15,6 +15,7 @@ from checkpoint2svc.control.models import (
     NodeSpec,
     NodeSpecError,
     NodeStatus,
+    Telemetry,
 )
 from checkpoint2svc.control.store import NodeExistsError, NodeNotFoundError, Store
 
@@ -34,6 +35,16 @@ def spec(**changes: object) -> NodeSpec:
         ({"checkpoint": None, "image": "x:1"}, "needs --checkpoint"),
         ({"port": 70000}, "--port 70000 is not a port"),
         ({"grpc_port": None, "health": HealthCheck(kind="grpc")}, "needs --grpc-port"),
+        ({"telemetry": Telemetry(port=9100)}, "--metrics-port is for --image nodes"),
+        (
+            {
+                "checkpoint": None,
+                "image": "x:1",
+                "backend": "docker",
+                "telemetry": Telemetry(port=0),
+            },
+            "--metrics-port 0 is not a port",
+        ),
     ],
 )
 def test_invalid_settings_name_the_setting(changes: dict[str, object], says: str) -> None:
