@@ -87,7 +87,7 @@ def _spec_from_args(args: argparse.Namespace, partial: bool) -> dict[str, Any]:
         "path": args.health_path, "grpc_service": args.health_grpc_service,
         "timeout_s": args.health_timeout, "interval_s": args.health_interval,
         "fail_threshold": args.health_fails, "pass_threshold": args.health_passes,
-        "start_period_s": args.health_start_period,
+        "start_period_s": args.health_start_period, "port": args.health_port,
     }  # fmt: skip
     if any(v is not None for v in health.values()):
         spec["health"] = {k: v for k, v in health.items() if v is not None}
@@ -355,6 +355,8 @@ def _node_settings(parser: argparse.ArgumentParser) -> None:
     a("--health-interval", type=float, metavar="S")
     a("--health-fails", type=int, metavar="N", help="failures before Unhealthy (default 3)")
     a("--health-passes", type=int, metavar="N", help="passes before Healthy (default 1)")
+    a("--health-port", type=int, help="container port the check probes, for an --image node "
+      "(default: --port; the gRPC port for a gRPC check)")  # fmt: skip
     a(
         "--health-start-period",
         type=float,

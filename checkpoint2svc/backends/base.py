@@ -45,6 +45,9 @@ class InstanceSpec:
     metrics_port: int | None = None
     """A port inside the container serving the node's Prometheus metrics, published too
     (docker); None: they are served on ``http_port``."""
+    health_port: int | None = None
+    """A port inside the container that answers health checks, published too (docker); None:
+    the serving ports do."""
     env: dict[str, str] = field(default_factory=dict)
     socket_dir: Path | None = None
     """A directory for the instance's unix socket (``SOCKET_NAME``), which it serves HTTP on
@@ -79,6 +82,8 @@ class InstanceHandle:
     """``InstanceSpec.version``; empty for an instance started before versions were recorded."""
     metrics_port: int = 0
     """Host-side port of ``InstanceSpec.metrics_port``; 0: the metrics are on ``http_port``."""
+    health_port: int = 0
+    """Host-side port of ``InstanceSpec.health_port``; 0: the serving ports answer checks."""
 
 
 @dataclass(frozen=True)

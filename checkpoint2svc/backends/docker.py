@@ -37,6 +37,7 @@ HTTP_PORT_LABEL = "org.checkpoint2svc.instance-http-port"
 overwritten), so that the host-side ones can be looked up again on adoption."""
 GRPC_PORT_LABEL = "org.checkpoint2svc.instance-grpc-port"
 METRICS_PORT_LABEL = "org.checkpoint2svc.instance-metrics-port"
+HEALTH_PORT_LABEL = "org.checkpoint2svc.instance-health-port"
 SOCKET_LABEL = "org.checkpoint2svc.instance-http-socket"
 VERSION_LABEL = "org.checkpoint2svc.instance-version"
 SOCKET_VARIABLE = "CHECKPOINT2SVC_HTTP_SOCKET"
@@ -70,8 +71,8 @@ def instance_labels(spec: InstanceSpec, created_at: float) -> dict[str, str]:
         labels[SOCKET_LABEL] = str(spec.socket_dir / SOCKET_NAME)
     if spec.version:
         labels[VERSION_LABEL] = spec.version
-    if spec.metrics_port is not None:
-        labels[METRICS_PORT_LABEL] = str(spec.metrics_port)
+    extra_ports = {METRICS_PORT_LABEL: spec.metrics_port, HEALTH_PORT_LABEL: spec.health_port}
+    labels.update({label: str(port) for label, port in extra_ports.items() if port is not None})
     return labels
 
 
@@ -92,6 +93,7 @@ def handle_from_attrs(attrs: Mapping[str, Any]) -> InstanceHandle:
         created_at=float(labels.get(CREATED_LABEL, 0)), http_socket=labels.get(SOCKET_LABEL, ""),
         version=labels.get(VERSION_LABEL, ""),
         metrics_port=host_port(METRICS_PORT_LABEL) if METRICS_PORT_LABEL in labels else 0,
+        health_port=host_port(HEALTH_PORT_LABEL) if HEALTH_PORT_LABEL in labels else 0,
     )  # fmt: skip
 
 
@@ -128,7 +130,7 @@ class DockerBackend:
             )
         name = container_name(spec.instance_id)
         ports: dict[str, tuple[str, None]] = {f"{spec.http_port}/tcp": (HOST, None)}
-        for extra in (spec.grpc_port, spec.metrics_port):
+        for extra in (spec.grpc_port, spec.metrics_port, spec.health_port):
             if extra is not None:
                 ports[f"{extra}/tcp"] = (HOST, None)
         try:

@@ -367,7 +367,7 @@ class Controller:
             node=spec.name, instance_id=new_id, controller_id=self.controller_id,
             image=image or None, checkpoint=Path(spec.checkpoint) if spec.checkpoint else None,
             http_port=spec.port, grpc_port=grpc_port, metrics_port=spec.telemetry.port,
-            env=dict(spec.env),
+            health_port=spec.health.port, env=dict(spec.env),
             socket_dir=self._socket_dir(new_id) if spec.checkpoint else None, version=version,
         )  # fmt: skip
         try:
@@ -435,6 +435,9 @@ class Controller:
             self._transition(record, spec, passed, why, now)
 
     def _probe(self, record: InstanceRecord, spec: NodeSpec) -> tuple[bool, str]:
+        if record.handle.health_port:  # a port of its own, for either kind of check
+            port = record.handle.health_port
+            return probe(record.host, port, port, spec.health)
         grpc_port = record.grpc_port if spec.protocol == "http" else record.http_port
         return probe(record.host, record.http_port, grpc_port, spec.health)
 

@@ -49,6 +49,9 @@ class HealthCheck:
     pass_threshold: int = 1
     start_period_s: float = 60.0
     """Failures while an instance starts make it Unhealthy only after this long (Docker's name)."""
+    port: int | None = None
+    """The container port the check probes (an --image node); None: the serving port, or the
+    gRPC port for a gRPC check."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class NodeSpec:
             ("--port", self.port),
             ("--grpc-port", self.grpc_port),
             ("--metrics-port", self.telemetry.port),
+            ("--health-port", self.health.port),
         ):
             if port is not None and not 0 < port < 65536:
                 raise NodeSpecError(f"{label} {port} is not a port (1-65535)")
@@ -118,8 +122,13 @@ class NodeSpec:
                 "--metrics-port is for --image nodes: a checkpoint's instances serve their "
                 "metrics on their HTTP port (--metrics-path still applies)"
             )
-        if self.health.kind == "grpc" and self.grpc_port is None:
-            raise NodeSpecError("a gRPC health check needs --grpc-port")
+        if self.health.port is not None and self.checkpoint is not None:
+            raise NodeSpecError(
+                "--health-port is for --image nodes: a checkpoint's instances answer health "
+                "checks on their serving ports"
+            )
+        if self.health.kind == "grpc" and self.grpc_port is None and self.health.port is None:
+            raise NodeSpecError("a gRPC health check needs --grpc-port or --health-port")
         if self.health.fail_threshold < 1 or self.health.pass_threshold < 1:
             raise NodeSpecError("health-check thresholds must be >= 1")
         if self.maintenance_limit < 1:

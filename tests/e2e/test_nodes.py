@@ -512,7 +512,8 @@ def test_node_from_any_image_with_an_http_health_check(
 ) -> None:
     done = controller.cli(
         "node", "create", "web", "--image", images["web"], "--backend", "docker",
-        "--port", "8000", "--no-grpc", "--health-path", "/", "--metrics-port", "9100",
+        "--port", "8000", "--no-grpc", "--metrics-port", "9100",
+        "--health-port", "9100", "--health-path", "/metrics",  # 8000 has no /metrics: 404
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     node = controller.wait("web", healthy_with(1))

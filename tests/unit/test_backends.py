@@ -243,17 +243,22 @@ def test_without_an_engine_the_default_backend_is_local(
     assert default_backend_name() == "local"
 
 
-def test_a_telemetry_port_is_labelled_and_its_host_port_found_again() -> None:
-    exporter = InstanceSpec(**{**SPEC.__dict__, "grpc_port": None, "metrics_port": 9100})
+def test_telemetry_and_health_ports_are_labelled_and_their_host_ports_found_again() -> None:
+    exporter = InstanceSpec(
+        **{**SPEC.__dict__, "grpc_port": None, "metrics_port": 9100, "health_port": 9101}
+    )
     attrs = {
         "Id": "c0ffee" * 10,
         "Config": {"Labels": instance_labels(exporter, 1700000000.5)},
         "NetworkSettings": {"Ports": {
             "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32768"}],
             "9100/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32770"}],
+            "9101/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32771"}],
         }},
         "State": {"Status": "running", "ExitCode": 0},
     }  # fmt: skip
     handle = handle_from_attrs(attrs)
-    assert (handle.http_port, handle.grpc_port, handle.metrics_port) == (32768, None, 32770)
-    assert handle_from_attrs(_attrs("running", 0, {})).metrics_port == 0  # none: the HTTP port
+    assert (handle.http_port, handle.grpc_port) == (32768, None)
+    assert (handle.metrics_port, handle.health_port) == (32770, 32771)
+    plain = handle_from_attrs(_attrs("running", 0, {}))
+    assert (plain.metrics_port, plain.health_port) == (0, 0)  # none: the serving ports

@@ -35,6 +35,7 @@ def spec(**changes: object) -> NodeSpec:
         ({"checkpoint": None, "image": "x:1"}, "needs --checkpoint"),
         ({"port": 70000}, "--port 70000 is not a port"),
         ({"grpc_port": None, "health": HealthCheck(kind="grpc")}, "needs --grpc-port"),
+        ({"health": HealthCheck(port=9000)}, "--health-port is for --image nodes"),
         ({"telemetry": Telemetry(port=9100)}, "--metrics-port is for --image nodes"),
         (
             {
@@ -50,6 +51,14 @@ def spec(**changes: object) -> NodeSpec:
 def test_invalid_settings_name_the_setting(changes: dict[str, object], says: str) -> None:
     with pytest.raises(NodeSpecError, match=says):
         spec(**changes)
+
+
+def test_an_image_node_may_check_grpc_health_on_a_port_of_its_own() -> None:
+    checked = spec(
+        checkpoint=None, image="x:1", backend="docker", grpc_port=None,
+        health=HealthCheck(kind="grpc", port=9000),
+    )  # fmt: skip
+    assert NodeSpec.from_dict(checked.to_dict()).health.port == 9000
 
 
 def test_spec_round_trips_through_json_form() -> None:
