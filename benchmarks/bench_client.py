@@ -38,7 +38,7 @@ import grpc
 import httpx
 import numpy as np
 import orjson
-from bench_grpc import free_port, prepare  # benchmarks/bench_grpc.py
+from bench_grpc import free_port, prepare, stop_process  # benchmarks/bench_grpc.py
 
 Call = Callable[[], object]
 
@@ -64,12 +64,7 @@ def serving(service: Path) -> Iterator[tuple[str, str]]:
             time.sleep(0.1)
         yield url, f"127.0.0.1:{grpc_port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @contextlib.contextmanager
@@ -194,8 +189,8 @@ def bench_cell(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=2000, help="calls per block (default 2000)")
-    parser.add_argument("--rounds", type=int, default=5, help="blocks per side (default 5)")
+    parser.add_argument("--calls", type=int, default=2000, help="calls per side and round (2000)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
     parser.add_argument("--tensor-kib", type=int, default=1024, help="tensor size (default 1024)")
     parser.add_argument("--target", type=float, default=1.25, help="highest ratio (default 1.25)")
     parser.add_argument("--no-check", action="store_true", help="always exit 0")

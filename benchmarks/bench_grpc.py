@@ -53,12 +53,17 @@ def server(argv: list[str], port: int) -> Iterator[str]:
             grpc.channel_ready_future(channel).result(timeout=60)
         yield target
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds: a server started here, ended by its PID."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _drive_small(

@@ -83,6 +83,9 @@ def handle_from_attrs(attrs: Mapping[str, Any]) -> InstanceHandle:
     ports = attrs["NetworkSettings"].get("Ports") or {}
 
     def host_port(label: str) -> int:
+        """The host side of the port ``label`` names; 0 when unpublished or not labelled."""
+        if label not in labels:
+            return 0
         bindings = ports.get(f"{labels[label]}/tcp") or []
         return next((int(b["HostPort"]) for b in bindings if b.get("HostPort")), 0)
 
@@ -92,8 +95,7 @@ def handle_from_attrs(attrs: Mapping[str, Any]) -> InstanceHandle:
         grpc_port=host_port(GRPC_PORT_LABEL) if GRPC_PORT_LABEL in labels else None,
         created_at=float(labels.get(CREATED_LABEL, 0)), http_socket=labels.get(SOCKET_LABEL, ""),
         version=labels.get(VERSION_LABEL, ""),
-        metrics_port=host_port(METRICS_PORT_LABEL) if METRICS_PORT_LABEL in labels else 0,
-        health_port=host_port(HEALTH_PORT_LABEL) if HEALTH_PORT_LABEL in labels else 0,
+        metrics_port=host_port(METRICS_PORT_LABEL), health_port=host_port(HEALTH_PORT_LABEL),
     )  # fmt: skip
 
 

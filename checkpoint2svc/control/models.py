@@ -69,6 +69,10 @@ class Autoscaling:
     down_window_s: float = 60.0
 
 
+IMAGE_ONLY_PORTS = ("--metrics-port", "--health-port")
+"""Extra container ports: a checkpoint's instances have no use for them."""
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     name: str
@@ -109,24 +113,20 @@ class NodeSpec:
             raise NodeSpecError(
                 f"--min {self.min_instances} is greater than --max {self.max_instances}"
             )
-        for label, port in (
-            ("--port", self.port),
-            ("--grpc-port", self.grpc_port),
-            ("--metrics-port", self.telemetry.port),
-            ("--health-port", self.health.port),
-        ):
+        ports = {
+            "--port": self.port,
+            "--grpc-port": self.grpc_port,
+            "--metrics-port": self.telemetry.port,
+            "--health-port": self.health.port,
+        }
+        for label, port in ports.items():
             if port is not None and not 0 < port < 65536:
                 raise NodeSpecError(f"{label} {port} is not a port (1-65535)")
-        if self.telemetry.port is not None and self.checkpoint is not None:
-            raise NodeSpecError(
-                "--metrics-port is for --image nodes: a checkpoint's instances serve their "
-                "metrics on their HTTP port (--metrics-path still applies)"
-            )
-        if self.health.port is not None and self.checkpoint is not None:
-            raise NodeSpecError(
-                "--health-port is for --image nodes: a checkpoint's instances answer health "
-                "checks on their serving ports"
-            )
+            if port is not None and label in IMAGE_ONLY_PORTS and self.checkpoint is not None:
+                raise NodeSpecError(
+                    f"{label} is for --image nodes: a checkpoint's instances serve metrics "
+                    "(at --metrics-path) and health checks on their serving ports"
+                )
         if self.health.kind == "grpc" and self.grpc_port is None and self.health.port is None:
             raise NodeSpecError("a gRPC health check needs --grpc-port or --health-port")
         if self.health.fail_threshold < 1 or self.health.pass_threshold < 1:
