@@ -62,7 +62,10 @@ def cmd_pin(args: argparse.Namespace) -> int:
     m = checkpoint.manifest
     print(f"pinned {m.notebook} cell {m.cell.index} as {m.name!r} into {checkpoint.path}")
     for label, variables in (("inputs", m.inputs), ("outputs", m.outputs)):
-        print(f"  {label}: " + ", ".join(f"{v.name}: {v.type.render()}" for v in variables))
+        listed = ", ".join(f"{v.name}: {v.type.render()}" for v in variables)
+        print(f"  {label}: {listed or 'none'}")
+    if not m.deterministic:
+        print("  not deterministic: readiness checks the outputs' types and shapes")
     return 0
 
 
@@ -76,12 +79,19 @@ def _inspect_text(data: dict[str, Any]) -> str:
         f"  mode: {data['mode']}   python: {data['python_version']}   created: {data['created']}",
     ]  # fmt: skip
     for label in ("inputs", "outputs"):
-        lines.append(f"  {label}:")
+        lines.append(f"  {label}:" + ("" if data[label] else " none"))
         for v in data[label]:
             example = json.dumps(v["example"])
             if len(example) > 60:
                 example = example[:57] + "..."
             lines.append(f"    {v['name']}: {v['type_text']}  e.g. {example}")
+    if not data.get("deterministic", True):
+        lines.append("  not deterministic: readiness checks the outputs' types and shapes")
+    if data.get("random_state"):
+        lines.append(
+            f"  random state: {', '.join(data['random_state'])} (restored before every "
+            "isolated call)"
+        )
     lines.append("  state:")
     for s in data["state"]:
         lines.append(f"    {s['name']}: {s['type']} ({_size(s['size'])})")
@@ -267,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
         "pin",
         help="run a notebook up to a cell and pin its state, inputs and outputs",
         description="Run the cells before the selected cell in a fresh kernel, capture the "
-        "interpreter state, run the cell once on the example inputs and write a checkpoint.",
+        "interpreter state, run the cell on the example inputs (twice: a determinism check) and "
+        "write a checkpoint. Without a cell tagged `parameters` and without --inputs, the service "
+        "takes no inputs: it answers what the cell computes on the pinned state.",
     )
     pin.add_argument("notebook", help="the .ipynb file")
     pin.add_argument(
@@ -276,10 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     pin.add_argument("--inputs", type=variable_names, metavar="a,b",
                      help="input variables (default: the `parameters` cell's variables that the "
-                     "target cell reads)")  # fmt: skip
+                     "target cell reads; none without such a cell; '' for none)")  # fmt: skip
     pin.add_argument("--outputs", type=variable_names, metavar="x,y",
                      help="output variables (default: the names the target cell assigns, minus "
-                     "those starting with _)")  # fmt: skip
+                     "those starting with _ and those with no wire type)")  # fmt: skip
     pin.add_argument("--mode", choices=["isolated", "shared"], default="isolated",
                      help="isolated: each call starts from the pinned state (default); shared: "
                      "calls may change the state, one at a time")  # fmt: skip

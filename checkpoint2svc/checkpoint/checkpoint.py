@@ -8,6 +8,7 @@ from typing import Any
 from checkpoint2svc.checkpoint.manifest import STATE_NAME, Manifest, sha256_file
 from checkpoint2svc.errors import CheckpointError, IntegrityError
 from checkpoint2svc.runtime.executor import CellExecutor, ExecutionMode
+from checkpoint2svc.runtime.random_state import RandomState
 
 
 class Checkpoint:
@@ -71,5 +72,5 @@ class Checkpoint:
             [v.name for v in manifest.inputs],
             [v.name for v in manifest.outputs],
             mode=mode or manifest.mode,
-            copy_per_call=manifest.copy_per_call,
+            random_state=RandomState.read(self.path),
         )

@@ -14,13 +14,15 @@ import re
 import sys
 import types
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dill
 
 from checkpoint2svc.checkpoint.manifest import STATE_NAME
+from checkpoint2svc.checkpoint.pin_protocol import RESULT_NAME, PinRequest, error_to_wire
 from checkpoint2svc.checkpoint.requirements import modules_in_pickle, resolve_distributions
 from checkpoint2svc.errors import (
     CellExecutionError,
@@ -29,14 +31,19 @@ from checkpoint2svc.errors import (
     SignatureError,
     TypeInferenceError,
     UnserializableStateError,
+    ValueConversionError,
 )
-from checkpoint2svc.runtime.executor import CellExecutor, code_global_names
+from checkpoint2svc.runtime.differences import output_differences
+from checkpoint2svc.runtime.executor import CellExecutor
+from checkpoint2svc.runtime.isolation import code_global_names, describe_shared
 from checkpoint2svc.runtime.json_values import encode_json
+from checkpoint2svc.runtime.limits import DEFAULT_MAX_MESSAGE_BYTES
+from checkpoint2svc.runtime.random_state import RandomState
 from checkpoint2svc.signature.cell_analysis import analyze_cell, annotations_of
 from checkpoint2svc.signature.infer import infer_type, type_from_annotation
+from checkpoint2svc.signature.selection import select_inputs, select_outputs
 from checkpoint2svc.signature.types import TypeIR
 
-RESULT_NAME = "result.json"
 _IPYTHON_HISTORY = re.compile(r"^_(i{1,3}|i?\d+|_{0,2})$")
 
 _FILE_FIX = (
@@ -48,10 +55,6 @@ _FIXES = {
     "socket": "open the connection inside the target cell",
     "generator": "turn it into a list in an earlier cell (`{name} = list({name})`)",
 }
-NO_INPUTS = (
-    "no inputs given and no cell is tagged `parameters`; tag the cell that defines the inputs "
-    "`parameters` (the papermill convention) or pass --inputs a,b"
-)
 _STANDARD_STREAMS = ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__")
 
 
@@ -85,14 +88,6 @@ def _dumps(value: Any) -> bytes:
     buffer = io.BytesIO()
     _PortablePickler(buffer, dill.settings["protocol"]).dump(value)
     return buffer.getvalue()
-
-
-def _changed(value: Any, pickled: bytes) -> bool:
-    """Whether ``value`` no longer pickles to ``pickled`` (or no longer pickles at all)."""
-    try:
-        return _dumps(value) != pickled
-    except Exception:
-        return True
 
 
 def _main_namespace() -> tuple[types.ModuleType, dict[str, Any], set[str]]:
@@ -168,60 +163,6 @@ def _fix_for(name: str, value: Any) -> str:
         if key.lower() in type_name.lower():
             return fix.format(name=name)
     return "recreate it inside the target cell, or leave it out of what the cell reads"
-
-
-def _select_inputs(
-    explicit: list[str] | None,
-    parameters_source: str | None,
-    reads: list[str],
-    namespace: dict[str, Any],
-) -> list[str]:
-    if explicit is not None:
-        for name in explicit:
-            if name not in reads:
-                raise SignatureError(
-                    f"--inputs names {name!r}, which the target cell never reads "
-                    f"(it reads: {', '.join(reads) or 'nothing'}); fix the flag"
-                )
-        chosen = explicit
-    elif parameters_source is not None:
-        params = analyze_cell(parameters_source, "the parameters cell").binds
-        chosen = [name for name in params if name in reads]
-        if not chosen:
-            raise SignatureError(
-                "the target cell reads none of the variables of the cell tagged `parameters` "
-                f"({', '.join(params) or 'it defines none'}); read them in the target cell or "
-                "pass --inputs"
-            )
-    else:
-        raise SignatureError(NO_INPUTS)
-    for name in chosen:
-        if name not in namespace:
-            raise SignatureError(
-                f"input {name!r} has no value before the target cell; define an example value "
-                "in an earlier cell (the parameters cell) so its type can be recorded"
-            )
-    return chosen
-
-
-def _select_outputs(
-    explicit: list[str] | None, assigns: tuple[str, ...], binds: tuple[str, ...]
-) -> list[str]:
-    if explicit is not None:
-        for name in explicit:
-            if name not in binds:
-                raise SignatureError(
-                    f"--outputs names {name!r}, which the target cell never assigns "
-                    f"(it assigns: {', '.join(assigns) or 'nothing'}); fix the flag"
-                )
-        return explicit
-    chosen = [name for name in assigns if not name.startswith("_")]
-    if not chosen:
-        raise SignatureError(
-            "the target cell assigns no variable, so it has no outputs; assign the result to a "
-            "variable (e.g. `result = ...`) or pass --outputs"
-        )
-    return chosen
 
 
 def _serialize_each(
@@ -322,27 +263,110 @@ def _type_of(
     return infer_type(value, name, warn)
 
 
-def capture_into(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Capture the state into ``out_dir``, run the cell once on the live namespace, and return
-    the signature, examples and requirements (raises :class:`Checkpoint2SvcError`)."""
+def _is_simple(value: Any) -> bool:
+    """A value a caller could plausibly send: a scalar, or a short list of scalars."""
+    scalar = (bool, int, float, str)
+    return isinstance(value, scalar) or (
+        isinstance(value, list | tuple)
+        and len(value) <= 64
+        and all(isinstance(v, scalar) for v in value)
+    )
+
+
+@dataclass
+class _Output:
+    name: str
+    type: TypeIR | None
+    example: Any
+    why_not: str = ""
+    """Why the value has no wire type (empty when it has one)."""
+
+
+def _output_of(name: str, value: Any, warnings: list[str], strict: bool) -> _Output:
+    """The output's type and example, or why it has none (the json fallback's warnings are kept
+    only for an output that is served)."""
+    heard: list[str] = []
+    fix = f"make the cell give {name!r} a value of one precise type, or omit it from --outputs"
+    type_ = _type_of(name, value, None, heard, strict, fix)
+    try:
+        example = encode_json(value, type_, name, tensors="b64")
+    except ValueConversionError as exc:
+        return _Output(name, None, None, f"{_qualified_type(value)}: {exc.reason}")
+    warnings.extend(heard)
+    return _Output(name, type_, example)
+
+
+def _served_outputs(outputs: list[_Output], explicit: bool, warnings: list[str]) -> list[_Output]:
+    served = [o for o in outputs if o.type is not None]
+    left_out = [o for o in outputs if o.type is None]
+    listing = ", ".join(f"{o.name} ({o.why_not.split(':')[0]})" for o in left_out)
+    if explicit and left_out:
+        raise SignatureError(
+            f"--outputs names {listing}, which has no wire type (no JSON form); outputs that "
+            f"could be served: {', '.join(o.name for o in served) or 'none'}. Derive a number, "
+            "string, list, dict, array or DataFrame from it in the cell"
+        )
+    if not served:
+        raise SignatureError(
+            f"none of the target cell's outputs has a wire type: {listing}; assign a number, "
+            "string, list, dict, numpy array, Series or DataFrame derived from them in the cell "
+            "(e.g. `r2 = results.rsquared`), or name such variables with --outputs"
+        )
+    if left_out:
+        warnings.append(
+            f"outputs left out, they have no wire type: {listing}; the service serves "
+            f"{', '.join(o.name for o in served)} (choose with --outputs)"
+        )
+    return served
+
+
+def _check_size(what: str, data: dict[str, Any], warnings: list[str], strict: bool) -> None:
+    size = len(json.dumps(data, separators=(",", ":")))
+    if size <= DEFAULT_MAX_MESSAGE_BYTES:
+        return
+    message = (
+        f"the example {what} is {size / 2**20:.1f} MiB as JSON, over the "
+        f"{DEFAULT_MAX_MESSAGE_BYTES >> 20} MiB message limit: it cannot be sent to a service "
+        "with the default limit (the OpenAPI example, the client's example and the self-test "
+        "need it); serve with --max-message-mb larger, or make the example smaller"
+    )
+    if strict:
+        raise SignatureError(f"{message} (--strict)")
+    warnings.append(message)
+
+
+def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False) -> dict[str, Any]:
+    """Capture the state into ``out_dir``, run the cell twice on the example inputs (from the
+    pinned state each time), and return the signature, examples and requirements (raises
+    :class:`Checkpoint2SvcError`). ``keep_outputs`` leaves the first run's outputs bound in the
+    kernel, as running the cell would (``%%deploy``)."""
     main, namespace, hidden = _main_namespace()
-    source: str = request["python_source"]
+    source = request.python_source
     if "get_ipython()" in source:
         raise SignatureError(
             "the target cell uses IPython syntax (%magic or !command), which a service cannot "
             "run; move it to an earlier cell"
         )
+    random_state = RandomState.capture()  # where the notebook's generators are, before anything
     cell = analyze_cell(source, "the target cell")
     reads = needed_names(cell.reads, namespace)
-    inputs = _select_inputs(request["inputs"], request["parameters_source"], reads, namespace)
-    outputs = _select_outputs(request["outputs"], cell.assigns, cell.binds)
+    parameters = (
+        analyze_cell(request.parameters_source, "the parameters cell").binds
+        if request.parameters_source is not None
+        else None
+    )
+    candidates = [n for n in cell.reads if n in namespace and _is_simple(namespace[n])]
+    choice = select_inputs(request.inputs, parameters, reads, namespace, candidates)
+    inputs = list(choice.names)
+    outputs = list(select_outputs(request.outputs, cell.assigns, cell.binds))
 
     candidates = [n for n in list(namespace) if not _is_internal(n, hidden)]
     needed = set(reads)
-    pickled, state, excluded = _serialize_each(namespace, candidates, needed)
+    _, state, excluded = _serialize_each(namespace, candidates, needed)
     drop = [n for n in namespace if _is_internal(n, hidden) and not n.startswith("__")]
     drop += [e["name"] for e in excluded]
     _dump_state(main, namespace, drop, out_dir / STATE_NAME)
+    random_state.write(out_dir)
 
     warnings: list[str] = []
     if excluded:
@@ -350,40 +374,43 @@ def capture_into(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
             "The following variables cannot be serialized and are left out (the target cell "
             "does not need them): " + ", ".join(f"{e['name']} ({e['type']})" for e in excluded)
         )
-    annotations = annotations_of(request["parameters_source"] or "")
+    annotations = annotations_of(request.parameters_source or "")
     input_values = {name: namespace[name] for name in inputs}
     input_vars = []
     for name in inputs:
         fix = f"annotate {name!r} in the parameters cell (`{name}: Any` accepts any JSON value)"
         type_ = _type_of(
-            name, input_values[name], annotations.get(name), warnings, request["strict"], fix
+            name, input_values[name], annotations.get(name), warnings, request.strict, fix
         )
-        example = encode_json(input_values[name], type_, name, tensors="b64")
+        try:
+            example = encode_json(input_values[name], type_, name, tensors="b64")
+        except ValueConversionError as exc:
+            raise SignatureError(
+                f"input {name!r} ({_qualified_type(input_values[name])}) has no wire type "
+                f"({exc.reason}), so no caller could send it; leave it out of --inputs (it then "
+                "comes from the pinned state), or give it a plain value in the parameters cell"
+            ) from None
         input_vars.append({"name": name, "type": type_.to_dict(), "example": example})
+    _check_size("input", {"input": {v["name"]: v["example"] for v in input_vars}}, warnings,
+                request.strict)  # fmt: skip
 
-    watched = {
-        name: namespace[name]
-        for name in reads
-        if name not in inputs and name in pickled
-        and not isinstance(namespace[name], types.ModuleType | types.FunctionType | type)
-    }  # fmt: skip
-    runner = CellExecutor(namespace, source, inputs, outputs, mode="shared")
-    try:
-        output_values = runner.run(input_values)
-    except ExecutionError as exc:
-        raise CellExecutionError(
-            f"{request.get('label', 'the target cell')} raised {exc.error_name} on the example "
-            f"inputs: {exc.error_message}",
-            "\n".join(exc.traceback),
-        ) from None
-    copy_per_call = [name for name, value in watched.items() if _changed(value, pickled[name])]
-
-    output_vars = []
-    for name in outputs:
-        fix = f"make the cell give {name!r} a value of one precise type, or omit it from --outputs"
-        type_ = _type_of(name, output_values[name], None, warnings, request["strict"], fix)
-        example = encode_json(output_values[name], type_, name, tensors="b64")
-        output_vars.append({"name": name, "type": type_.to_dict(), "example": example})
+    runner = CellExecutor(namespace, source, inputs, outputs, "isolated", random_state)
+    assert runner.pinned is not None
+    if runner.pinned.plan.shared and request.mode == "isolated":
+        warnings.append(describe_shared(runner.pinned.plan.shared))
+    output_values = _run_example(runner, input_values, request.label)
+    found = [_output_of(n, output_values[n], warnings, request.strict) for n in outputs]
+    served = _served_outputs(found, request.outputs is not None, warnings)
+    output_vars = [
+        {"name": o.name, "type": o.type.to_dict(), "example": o.example}
+        for o in served
+        if o.type is not None
+    ]
+    _check_size("output", {"output": {o.name: o.example for o in served}}, warnings,
+                request.strict)  # fmt: skip
+    deterministic = _same_again(runner, input_values, served, warnings)
+    if keep_outputs:
+        namespace.update(output_values)
 
     packages = modules_in_pickle(out_dir / STATE_NAME) | set(cell.imports)
     packages |= {
@@ -394,26 +421,58 @@ def capture_into(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         "outputs": output_vars,
         "state": state,
         "excluded": excluded,
-        "copy_per_call": copy_per_call,
+        "deterministic": deterministic,
+        "random_state": list(random_state.sources),
         "requirements": [d.to_dict() for d in resolve_distributions(packages)],
         "python_version": ".".join(str(p) for p in sys.version_info[:3]),
         "warnings": warnings,
+        "notes": [choice.note] if choice.note else [],
     }
+
+
+def _run_example(runner: CellExecutor, inputs: dict[str, Any], label: str) -> dict[str, Any]:
+    try:
+        return runner.run(inputs)
+    except ExecutionError as exc:
+        raise CellExecutionError(
+            f"{label} raised {exc.error_name} on the example inputs: {exc.error_message}",
+            "\n".join(exc.traceback),
+        ) from None
+
+
+def _same_again(
+    runner: CellExecutor, inputs: dict[str, Any], served: list[_Output], warnings: list[str]
+) -> bool:
+    """Run the cell a second time from the same state: do the served outputs come out equal?"""
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):  # said once already
+        try:
+            again = runner.run(inputs)
+            second = {o.name: encode_json(again[o.name], o.type, o.name, tensors="b64")
+                      for o in served if o.type is not None}  # fmt: skip
+        except Checkpoint2SvcError as exc:
+            differences = [f"the second run failed ({exc})"]
+        else:
+            first = {o.name: o.example for o in served}
+            types = {o.name: o.type for o in served if o.type is not None}
+            differences = output_differences(first, second, types)
+    if not differences:
+        return True
+    warnings.append(
+        "the target cell gave different outputs when run twice on the same inputs from the same "
+        "state (" + "; ".join(differences) + "): it is not deterministic (unseeded randomness, "
+        "the clock, ...), so the service's readiness self-test checks the outputs' types and "
+        "shapes, not their values. Seed it (e.g. `np.random.default_rng(0)`) to serve the "
+        "notebook's values"
+    )
+    return False
 
 
 def capture(request_path: str) -> None:
     """Capture the state and signature the request asks for; always answer in ``result.json``."""
     request_file = Path(request_path)
     out_dir = request_file.parent
-    request = json.loads(request_file.read_text(encoding="utf-8"))
     try:
-        result: dict[str, Any] = {"ok": capture_into(request, out_dir)}
+        result: dict[str, Any] = {"ok": capture_into(PinRequest.read(request_file), out_dir)}
     except Checkpoint2SvcError as exc:
-        result = {
-            "error": {
-                "class": type(exc).__name__,
-                "message": str(exc),
-                "traceback": getattr(exc, "traceback", ""),
-            }
-        }
+        result = {"error": error_to_wire(exc)}
     (out_dir / RESULT_NAME).write_text(json.dumps(result), encoding="utf-8")

@@ -18,6 +18,7 @@ from checkpoint2svc.checkpoint.checkpoint import Checkpoint
 from checkpoint2svc.checkpoint.kernel_side import capture_into, kernel_namespace
 from checkpoint2svc.checkpoint.manifest import TargetCell
 from checkpoint2svc.checkpoint.pin import staged_checkpoint, write_manifest
+from checkpoint2svc.checkpoint.pin_protocol import PinRequest
 from checkpoint2svc.errors import SignatureError
 from checkpoint2svc.runtime.executor import ExecutionMode
 from checkpoint2svc.signature.cell_analysis import analyze_cell, parse_cell, to_python
@@ -92,18 +93,19 @@ def pin_live_cell(
     annotated = {line.split(":", 1)[0] for line in annotations.splitlines()}
     if inputs is None:
         inputs = default_inputs(python_source, namespace, annotated)
-    request = {
-        "python_source": python_source,
-        "parameters_source": annotations or None,
-        "inputs": inputs,
-        "outputs": outputs,
-        "strict": strict,
-        "label": "the %%deploy cell",
-    }
+    request = PinRequest(
+        python_source=python_source,
+        parameters_source=annotations or None,
+        inputs=inputs,
+        outputs=outputs,
+        strict=strict,
+        label="the %%deploy cell",
+        mode=mode,
+    )
     notebook = os.environ.get("JPY_SESSION_NAME", "")  # set by Jupyter Server for a notebook
     cell = TargetCell(id=cell_id, index=cell_index, source=cell_source, python_source=python_source)
     with staged_checkpoint(out_dir, force) as staging:
-        captured = capture_into(request, staging)
+        captured = capture_into(request, staging, keep_outputs=True)
         manifest = write_manifest(
             staging, captured, name=name, notebook=Path(notebook).name or "<kernel>",
             notebook_sha256="", cell=cell, mode=mode, warn=warn,

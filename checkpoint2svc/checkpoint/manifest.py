@@ -95,11 +95,15 @@ class Manifest:
     requirements: list[dict[str, Any]]
     state: list[StateVariable]
     excluded: list[dict[str, str]]
-    copy_per_call: list[str]
     files: dict[str, str]
     created: str
     checkpoint2svc_version: str
     warnings: list[str] = field(default_factory=list)
+    deterministic: bool = True
+    """False when two runs of the cell on the example gave different outputs at pin time: the
+    readiness self-test then checks the outputs' types and shapes, not their values."""
+    random_state: list[str] = field(default_factory=list)
+    """The global generators captured at pin time (restored before every isolated call)."""
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +119,8 @@ class Manifest:
             "requirements": self.requirements,
             "state": [{"name": s.name, "type": s.type, "size": s.size} for s in self.state],
             "excluded": self.excluded,
-            "copy_per_call": self.copy_per_call,
+            "deterministic": self.deterministic,
+            "random_state": self.random_state,
             "files": self.files,
             "created": self.created,
             "checkpoint2svc_version": self.checkpoint2svc_version,
@@ -142,7 +147,8 @@ class Manifest:
             requirements=data["requirements"],
             state=[StateVariable(s["name"], s["type"], s["size"]) for s in data["state"]],
             excluded=data["excluded"],
-            copy_per_call=data["copy_per_call"],
+            deterministic=data.get("deterministic", True),
+            random_state=data.get("random_state", []),
             files=data["files"],
             created=data["created"],
             checkpoint2svc_version=data["checkpoint2svc_version"],

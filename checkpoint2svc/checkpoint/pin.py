@@ -16,7 +16,6 @@ from typing import Any
 from checkpoint2svc import errors
 from checkpoint2svc.checkpoint.checkpoint import Checkpoint
 from checkpoint2svc.checkpoint.kernel import Progress, kernel_session, run_cells
-from checkpoint2svc.checkpoint.kernel_side import NO_INPUTS, RESULT_NAME
 from checkpoint2svc.checkpoint.manifest import (
     STATE_NAME,
     Manifest,
@@ -32,7 +31,9 @@ from checkpoint2svc.checkpoint.notebook import (
     read_notebook,
     select_cell,
 )
+from checkpoint2svc.checkpoint.pin_protocol import RESULT_NAME, PinRequest, error_from_wire
 from checkpoint2svc.runtime.executor import ExecutionMode
+from checkpoint2svc.runtime.random_state import RANDOM_STATE_NAME
 from checkpoint2svc.signature.cell_analysis import parse_cell, to_python
 
 _CAPTURE = (
@@ -99,8 +100,13 @@ def write_manifest(
     """The manifest of what the kernel side captured into ``staging`` (written there too)."""
     from checkpoint2svc import __version__
 
+    for message in captured.get("notes", []):
+        warn(f"note: {message}")
     for message in captured["warnings"]:
         warn(f"warning: {message}")
+    files = {STATE_NAME: sha256_file(staging / STATE_NAME)}
+    if (staging / RANDOM_STATE_NAME).is_file():
+        files[RANDOM_STATE_NAME] = sha256_file(staging / RANDOM_STATE_NAME)
     manifest = Manifest(
         name=service_name(name),
         notebook=notebook,
@@ -113,21 +119,15 @@ def write_manifest(
         requirements=captured["requirements"],
         state=[StateVariable(s["name"], s["type"], s["size"]) for s in captured["state"]],
         excluded=captured["excluded"],
-        copy_per_call=captured["copy_per_call"],
-        files={STATE_NAME: sha256_file(staging / STATE_NAME)},
+        deterministic=captured["deterministic"],
+        random_state=captured["random_state"],
+        files=files,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         checkpoint2svc_version=__version__,
         warnings=captured["warnings"],
     )
     manifest.write(staging)
     return manifest
-
-
-def _raise_kernel_error(error: dict[str, Any]) -> None:
-    cls = getattr(errors, error["class"], errors.Checkpoint2SvcError)
-    if cls is errors.CellExecutionError:
-        raise errors.CellExecutionError(error["message"], error.get("traceback", ""))
-    raise cls(error["message"])
 
 
 def pin_notebook(
@@ -153,21 +153,20 @@ def pin_notebook(
     python_source = to_python(target.cell.source)
     parse_cell(python_source, f"the target cell #{target.code_index}")
     params = parameters_cell(notebook, target.index)
-    if inputs is None and params is None:
-        raise errors.SignatureError(NO_INPUTS)  # before running the whole notebook for nothing
     earlier = [(i, c) for i, c in code_cells(notebook) if i < target.index and c.source.strip()]
     if name is None:
         name = target.by_tag or notebook_path.stem
     out_dir = Path(out_dir or f"{service_name(name)}.ckpt")
 
-    request = {
-        "python_source": python_source,
-        "parameters_source": to_python(params.source) if params is not None else None,
-        "inputs": inputs,
-        "outputs": outputs,
-        "strict": strict,
-        "label": f"the target {describe_cell(target.index, target.cell)}",
-    }
+    request = PinRequest(
+        python_source=python_source,
+        parameters_source=to_python(params.source) if params is not None else None,
+        inputs=inputs,
+        outputs=outputs,
+        strict=strict,
+        label=f"the target {describe_cell(target.index, target.cell)}",
+        mode=mode,
+    )
     cell = TargetCell(
         id=str(target.cell.get("id", "")),
         index=target.index,
@@ -176,11 +175,13 @@ def pin_notebook(
         tags=tuple(target.cell.get("metadata", {}).get("tags", [])),
     )
     with staged_checkpoint(out_dir, force) as staging:
-        request_path = staging / "request.json"
-        request_path.write_text(json.dumps(request), encoding="utf-8")
+        request_path = request.write(staging)
         with kernel_session(notebook_path.resolve().parent, kernel_name, timeout) as session:
             run_cells(session, earlier, progress)
-            progress(f"capturing state and running the target cell #{target.code_index} once")
+            progress(
+                f"capturing state and running the target cell #{target.code_index} "
+                "(twice: a determinism check)"
+            )
             try:
                 session.run(
                     _CAPTURE.format(path=str(request_path.resolve())),
@@ -198,7 +199,7 @@ def pin_notebook(
         request_path.unlink()
         (staging / RESULT_NAME).unlink()
         if "error" in result:
-            _raise_kernel_error(result["error"])
+            raise error_from_wire(result["error"])
         manifest = write_manifest(
             staging, result["ok"], name=name, notebook=notebook_path.name,
             notebook_sha256=notebook_sha, cell=cell, mode=mode, warn=warn,

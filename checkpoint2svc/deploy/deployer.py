@@ -27,6 +27,7 @@ from checkpoint2svc.control.compat import signature_differences
 from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, Home
 from checkpoint2svc.control.models import NAME
 from checkpoint2svc.errors import Checkpoint2SvcError
+from checkpoint2svc.runtime.random_state import RANDOM_STATE_NAME
 
 Progress = Callable[[str], None]
 Backend = Literal["docker", "local"]
@@ -47,9 +48,11 @@ def fingerprint(manifest: Manifest) -> str:
     essential = {
         key: data[key]
         for key in ("name", "inputs", "outputs", "mode", "python_version", "requirements",
-                    "copy_per_call", "files", "checkpoint2svc_version")
+                    "deterministic", "files", "checkpoint2svc_version")
     }  # fmt: skip
     essential["cell"] = manifest.cell.python_source
+    # An unseeded notebook's generators start anywhere: pinning it again changes nothing else.
+    essential["files"] = {k: v for k, v in data["files"].items() if k != RANDOM_STATE_NAME}
     text = json.dumps(essential, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

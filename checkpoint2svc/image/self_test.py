@@ -18,7 +18,8 @@ from checkpoint2svc.checkpoint.manifest import Manifest
 from checkpoint2svc.errors import ImageSelfTestError
 from checkpoint2svc.image.engine import Progress
 from checkpoint2svc.image.labels import GRPC_PORT, HTTP_PORT
-from checkpoint2svc.runtime.json_values import reencode, wire_equal
+from checkpoint2svc.runtime.differences import output_differences
+from checkpoint2svc.runtime.json_values import reencode
 
 if TYPE_CHECKING:
     import docker
@@ -144,6 +145,19 @@ def whole_numbers(data: Any) -> Any:
     return data
 
 
+def _check_outputs(
+    manifest: Manifest, expected: dict[str, Any], served: dict[str, Any], protocol: str
+) -> None:
+    """Raise when ``served`` differs from the pinned example (in form only, for a cell pinned
+    as non-deterministic), with what differs and the diff of the JSON."""
+    types = {v.name: v.type for v in manifest.outputs}
+    differences = output_differences(expected, served, types, form_only=not manifest.deterministic)
+    if differences:
+        raise ImageSelfTestError(
+            "; ".join(differences) + "\n" + outputs_diff(expected, served, protocol)
+        )
+
+
 def outputs_diff(expected: dict[str, Any], served: dict[str, Any], protocol: str) -> str:
     """A unified diff of pretty JSON, naming the outputs that differ."""
     differing = sorted(k for k in expected if expected.get(k) != served.get(k))
@@ -172,7 +186,6 @@ def self_test_image(
 
     inputs = {v.name: v.example for v in manifest.inputs}
     expected = {v.name: v.example for v in manifest.outputs}
-    types = {v.name: v.type for v in manifest.outputs}
     started = time.monotonic()
     # A shared-mode service would count the REST replay into the gRPC one: the self-test checks
     # the image's contents (state, code, requirements), so it runs each call from the pinned state.
@@ -191,8 +204,7 @@ def self_test_image(
                 f"container log:\n{_log_tail(running.container)}"
             )
         served = canonical_outputs(manifest, response.json()["output"])
-        if not wire_equal(expected, served, types):
-            raise ImageSelfTestError(outputs_diff(expected, served, "REST"))
+        _check_outputs(manifest, expected, served, "REST")
         node_service = import_generated(
             "yandex.cloud.datasphere.v1.node_service_pb2", generated_dir
         )
@@ -213,8 +225,7 @@ def self_test_image(
                     f"gRPC NodeService/Execute failed: {exc.code().name}: {exc.details()}"
                 ) from None
         served = canonical_outputs(manifest, json_format.MessageToDict(reply.output))
-        if not wire_equal(expected, served, types):
-            raise ImageSelfTestError(outputs_diff(expected, served, "gRPC"))
+        _check_outputs(manifest, expected, served, "gRPC")
         if running.not_ready_reason:
             raise ImageSelfTestError(f"the instance reports {running.not_ready_reason}")
     return SelfTestReport(seconds_to_ready=ready, protocols=("REST", "gRPC"))

@@ -1,65 +1,26 @@
 """Run the pinned cell on request inputs, over the pinned interpreter state.
 
-``isolated`` (the default) gives every call a fresh namespace over the state: rebinding a global
-never leaks into the next call, variables the cell was seen to mutate at pin time are deep-copied
-per call, and notebook functions that read the inputs or those variables are re-bound to the
-call's namespace so they see this call's values. ``shared`` runs every call in the one namespace,
-one call at a time, as DataSphere does: a call may change what the next one sees.
+``isolated`` (the default) starts every call from the pinned state exactly (see
+:mod:`isolation`): nothing a call changes, on whatever branch and through whatever path, reaches
+the next call, and the global random generators start where the notebook had them. ``shared``
+runs every call in the one namespace, as DataSphere does: a call may change what the next one
+sees; the generators start from the pinned position once. Either way one call runs at a time.
 """
 
 from __future__ import annotations
 
-import copy
 import linecache
 import threading
 import traceback
-import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from checkpoint2svc.errors import ExecutionError
+from checkpoint2svc.runtime.isolation import PinnedState
+from checkpoint2svc.runtime.random_state import RandomState
 
 ExecutionMode = Literal["isolated", "shared"]
 CELL_FILENAME = "<target cell>"
-
-
-def code_global_names(code: types.CodeType) -> set[str]:
-    """Names a code object (and the functions, lambdas and classes nested in it) looks up."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= code_global_names(const)
-    return names
-
-
-def functions_to_rebind(
-    state: Mapping[str, Any], watched: Iterable[str]
-) -> dict[str, types.FunctionType]:
-    """Notebook functions that read (directly or through each other) any ``watched`` global."""
-    candidates = {
-        name: value
-        for name, value in state.items()
-        if isinstance(value, types.FunctionType) and value.__globals__ is state
-    }
-    reads = {name: code_global_names(fn.__code__) for name, fn in candidates.items()}
-    selected: set[str] = set()
-    targets = set(watched)
-    changed = True
-    while changed:
-        changed = False
-        for name, names in reads.items():
-            if name not in selected and names & (targets | selected):
-                selected.add(name)
-                changed = True
-    return {name: candidates[name] for name in sorted(selected)}
-
-
-def _rebound(fn: types.FunctionType, namespace: dict[str, Any]) -> types.FunctionType:
-    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
-    clone.__kwdefaults__ = fn.__kwdefaults__
-    clone.__qualname__ = fn.__qualname__
-    clone.__dict__.update(fn.__dict__)
-    return clone
 
 
 def cell_traceback(exc: BaseException) -> list[str]:
@@ -74,7 +35,7 @@ def cell_traceback(exc: BaseException) -> list[str]:
 
 
 class CellExecutor:
-    """Executes one compiled cell; thread-safe in both modes."""
+    """Executes one compiled cell; thread-safe in both modes (calls take turns)."""
 
     def __init__(
         self,
@@ -83,7 +44,7 @@ class CellExecutor:
         inputs: list[str],
         outputs: list[str],
         mode: ExecutionMode = "isolated",
-        copy_per_call: Iterable[str] = (),
+        random_state: RandomState | None = None,
     ) -> None:
         self.inputs = list(inputs)
         self.outputs = list(outputs)
@@ -92,30 +53,27 @@ class CellExecutor:
         self._code = compile(source, CELL_FILENAME, "exec")
         # Tracebacks through the cell then show its source lines.
         linecache.cache[CELL_FILENAME] = (len(source), None, source.splitlines(True), CELL_FILENAME)
-        self._copy = [name for name in copy_per_call if name in state]
-        self._rebind = functions_to_rebind(state, [*self.inputs, *self._copy])
         self._lock = threading.Lock()
         state.setdefault("__builtins__", __builtins__)
-
-    def _namespace(self) -> dict[str, Any]:
-        if self.mode == "shared":
-            return self._state
-        namespace = dict(self._state)
-        for name in self._copy:
-            namespace[name] = copy.deepcopy(self._state[name])
-        for name, fn in self._rebind.items():
-            namespace[name] = _rebound(fn, namespace)
-        return namespace
+        self.pinned: PinnedState | None = None
+        if mode == "isolated":
+            self.pinned = PinnedState(state, self._code, random_state, self.inputs)
+        elif random_state is not None:
+            random_state.restore()  # shared: go on from where the notebook was
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Set the inputs as globals, execute the cell, return the outputs."""
         missing = [name for name in self.inputs if name not in inputs]
         if missing:
             raise ExecutionError("MissingInput", f"input(s) {', '.join(missing)} not given", [])
-        if self.mode == "shared":
-            with self._lock:
-                return self._execute(self._namespace(), inputs)
-        return self._execute(self._namespace(), inputs)
+        with self._lock:
+            if self.pinned is None:
+                return self._execute(self._state, inputs)
+            self.pinned.prepare()
+            try:
+                return self._execute(self._state, inputs)
+            finally:
+                self.pinned.restore()
 
     def _execute(self, namespace: dict[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
         for name in self.inputs:
@@ -139,5 +97,4 @@ __all__ = [
     "CellExecutor",
     "ExecutionMode",
     "cell_traceback",
-    "functions_to_rebind",
 ]

@@ -23,10 +23,11 @@ from checkpoint2svc.runtime import cell_output
 from checkpoint2svc.runtime.context import CHECKPOINT_DIR, GEN_DIR, read_context
 from checkpoint2svc.runtime.grpc_server import AddServicer, create_grpc_server
 from checkpoint2svc.runtime.http_protocol import CoalescingHttpToolsProtocol
+from checkpoint2svc.runtime.limits import Limits
 from checkpoint2svc.runtime.options import ServeOptions, add_serve_arguments, options_from
 from checkpoint2svc.runtime.proto_values import add_generated_path
 from checkpoint2svc.runtime.rest import create_app
-from checkpoint2svc.runtime.service import CellService, Limits, SelfTestError
+from checkpoint2svc.runtime.service import CellService, SelfTestError
 
 log = logging.getLogger("checkpoint2svc.instance")
 

@@ -7,32 +7,23 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from checkpoint2svc.checkpoint import Checkpoint
 from checkpoint2svc.errors import Checkpoint2SvcError, ExecutionError, ValueConversionError
 from checkpoint2svc.runtime import cell_output
+from checkpoint2svc.runtime.differences import output_differences
 from checkpoint2svc.runtime.executor import CellExecutor, ExecutionMode
-from checkpoint2svc.runtime.json_values import TensorFormat, decode_json, encode_json, wire_equal
+from checkpoint2svc.runtime.json_values import TensorFormat, decode_json, encode_json
+from checkpoint2svc.runtime.limits import Limits
 from checkpoint2svc.runtime.metrics import NodeMetrics
 
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 QUICK_SECONDS = 0.0005
 log = logging.getLogger("checkpoint2svc.instance")
 
 
 class SelfTestError(Checkpoint2SvcError):
     """The served cell does not reproduce the outputs recorded at pin time."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-
-    def describe(self) -> str:
-        mib, rest = divmod(self.max_message_bytes, 1024 * 1024)
-        return f"{mib} MiB" if not rest else f"{self.max_message_bytes} bytes"
 
 
 class CellService:
@@ -142,13 +133,14 @@ class CellService:
             raise SelfTestError(f"the pinned example failed when replayed: {exc}") from exc
         expected = {v.name: v.example for v in self.manifest.outputs}
         types = {v.name: v.type for v in self.manifest.outputs}
-        if not wire_equal(expected, got, types):  # as on the wire: NaN never equals itself
-            diff = [name for name in expected if got.get(name) != expected[name]]
+        # As on the wire (NaN never equals itself); a cell pinned as non-deterministic is judged
+        # by the form of its outputs only.
+        differences = output_differences(
+            expected, got, types, form_only=not self.manifest.deterministic
+        )
+        if differences:
             raise SelfTestError(
-                f"replaying the pinned example gave different outputs for {', '.join(diff)}: "
-                + "; ".join(
-                    f"{n}: expected {expected[n]!r:.80}, got {got.get(n)!r:.80}" for n in diff
-                )
+                "replaying the pinned example gave different outputs: " + "; ".join(differences)
             )
         self.ready = True
         self.not_ready_reason = ""

@@ -337,12 +337,11 @@ def test_tampered_checkpoint_is_refused(
 # 9. Other refusals -------------------------------------------------------------------------------
 
 
-def test_no_parameters_cell_and_no_inputs_says_what_to_do(tmp_path: Path) -> None:
-    cells: Cells = [([], "x = 2"), (["predict"], "y = x + 1")]
+def test_parameters_cell_the_target_never_reads_mentions_no_inputs(tmp_path: Path) -> None:
+    cells: Cells = [(["parameters"], "x = 2"), ([], "z = 1"), (["predict"], "y = z + 1")]
     stderr = pin_fails(write_notebook(tmp_path / "nb.ipynb", cells), "predict")
-    assert "no cell is tagged `parameters`" in stderr
-    assert "tag the cell" in stderr and "pass --inputs" in stderr
-    assert "running cell" not in stderr  # found out before running the notebook in a kernel
+    assert "reads none of the variables of the cell tagged `parameters`" in stderr
+    assert "--inputs ''" in stderr
 
 
 def test_existing_output_is_not_replaced_without_force(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ def notebook_state(source: str) -> dict[str, Any]:
 def test_isolated_calls_do_not_leak_rebinding_or_mutation() -> None:
     state = notebook_state("seen = []\ncount = 0\n")
     cell = "seen.append(item)\ncount += 1\nresult = (list(seen), count)"
-    executor = CellExecutor(state, cell, ["item"], ["result"], copy_per_call=["seen"])
+    executor = CellExecutor(state, cell, ["item"], ["result"])
     assert executor.run({"item": "a"}) == {"result": (["a"], 1)}
     assert executor.run({"item": "b"}) == {"result": (["b"], 1)}
     assert state["seen"] == [] and state["count"] == 0

@@ -306,7 +306,6 @@ def make_manifest(name: str = "image-classifier", mode: str = "isolated") -> Man
         requirements=[],
         state=[],
         excluded=[],
-        copy_per_call=[],
         files={},
         created="2024-01-01T00:00:00+00:00",
         checkpoint2svc_version="0.1.0",

@@ -247,7 +247,6 @@ def manifest(name: str, inputs: list[Variable], outputs: list[Variable]) -> Mani
         requirements=[],
         state=[],
         excluded=[],
-        copy_per_call=[],
         files={},
         created="2024-01-01T00:00:00Z",
         checkpoint2svc_version="0",

@@ -1,0 +1,309 @@
+"""Exact isolation: every call of an isolated service starts from the pinned state.
+
+A call runs in the state's own namespace, so notebook functions and the methods of notebook
+classes (whose globals *are* that namespace) see what the call sees. Before the call, every
+mutable value the cell can reach is replaced by a fresh deep copy of the pinned value (one memo
+per call, so two names for one object stay one object), and so are the mutable defaults, closure
+cells and attributes of notebook functions and the data attributes of notebook classes. After the
+call everything is put back: the namespace's bindings (names the call added are removed), those
+functions and classes, the module attributes that notebook code assigns (``mod.attr = ...``, on
+any branch), and the global random generators (:mod:`random_state`).
+
+The pinned objects themselves are never handed to a call, so nothing a call does, on whatever
+branch and through whatever path, reaches the next call. This is why isolated calls run one at a
+time in a process: module and class attributes are process-wide. A value that cannot be deep
+copied (a lock, a generator, a connection) is shared by all calls and reported by name.
+
+What it costs: one deep copy per call of what the cell can reach (about 20 µs for a fitted
+scikit-learn LogisticRegression, measured in benchmarks/README.md); values that cannot change
+(numbers, strings, tuples of them, functions, classes, modules) are never copied.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import decimal
+import dis
+import fractions
+import sys
+import types
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from checkpoint2svc.runtime.random_state import RandomState
+
+# Code that names any of these can reach every global by name: all of them are isolated.
+_DYNAMIC_GLOBALS = frozenset({"globals", "vars", "eval", "exec", "locals", "dir"})
+_DYNAMIC_ATTRIBUTES = frozenset({"setattr", "delattr"})
+_ATOMIC = (
+    int, float, complex, str, bytes, bool, type(None), range, type(Ellipsis),
+    decimal.Decimal, fractions.Fraction, datetime.date, datetime.time, datetime.timedelta,
+    types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type,
+)  # fmt: skip
+_CLASS_INTERNALS = frozenset({"__dict__", "__weakref__", "__module__", "__doc__", "__qualname__"})
+_MISSING = object()
+
+
+def is_immutable(value: Any) -> bool:
+    """True when no call can change ``value`` in place (so it needs no copy per call)."""
+    if isinstance(value, _ATOMIC):
+        return True
+    if type(value) in (tuple, frozenset):
+        return all(is_immutable(item) for item in value)
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.generic)
+
+
+def code_global_names(code: types.CodeType) -> set[str]:
+    """Names a code object (and the functions, lambdas and classes nested in it) looks up."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= code_global_names(const)
+    return names
+
+
+def stored_attributes(code: types.CodeType) -> set[str]:
+    """Attribute names a code object (nested code too) assigns or deletes: ``x.attr = ...``."""
+    names = {
+        str(op.argval)
+        for op in dis.get_instructions(code)
+        if op.opname in ("STORE_ATTR", "DELETE_ATTR")
+    }
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= stored_attributes(const)
+    return names
+
+
+def _functions_of(cls: type) -> Iterator[types.FunctionType]:
+    for member in vars(cls).values():
+        member = getattr(member, "__func__", member)  # staticmethod, classmethod
+        for function in (member, getattr(member, "fget", None), getattr(member, "fset", None)):
+            if isinstance(function, types.FunctionType):
+                yield function
+
+
+@dataclass
+class _FunctionState:
+    function: types.FunctionType
+    defaults: tuple[Any, ...] | None
+    kwdefaults: dict[str, Any] | None
+    cells: tuple[tuple[types.CellType, Any], ...]
+    attributes: dict[str, Any]
+
+
+@dataclass
+class _ClassState:
+    cls: type
+    attributes: dict[str, Any]
+    """Every entry of the class's ``__dict__`` but the interpreter's own, as pinned."""
+
+
+@dataclass
+class IsolationPlan:
+    """What a call of the cell can reach, worked out once when the service loads."""
+
+    copied: list[str] = field(default_factory=list)
+    """Globals given a fresh deep copy per call."""
+    shared: dict[str, str] = field(default_factory=dict)
+    """Globals that cannot be copied (name -> why): every call sees the same object."""
+    functions: list[_FunctionState] = field(default_factory=list)
+    classes: list[_ClassState] = field(default_factory=list)
+    module_attributes: list[tuple[types.ModuleType, str, Any]] = field(default_factory=list)
+    """(module, attribute, pinned value or _MISSING) put back after each call."""
+
+
+def _copyable(value: Any) -> str | None:
+    """None if ``value`` deep-copies, else why not."""
+    try:
+        copy.deepcopy(value)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class PinnedState:
+    """The state of an isolated service: hands each call a fresh copy and takes it back."""
+
+    def __init__(
+        self,
+        state: dict[str, Any],
+        cell_code: types.CodeType,
+        random_state: RandomState | None = None,
+        inputs: Iterable[str] = (),
+    ) -> None:
+        self.state = state
+        self.random_state = random_state
+        self._bindings = dict(state)
+        self.plan = self._plan(cell_code, set(inputs))
+
+    def _is_notebook_function(self, value: Any) -> bool:
+        return isinstance(value, types.FunctionType) and value.__globals__ is self.state
+
+    def _is_notebook_class(self, value: Any) -> bool:
+        return isinstance(value, type) and (
+            value.__module__ == self.state.get("__name__", "__main__")
+            or any(self._is_notebook_function(f) for f in _functions_of(value))
+        )
+
+    def _notebook_classes_of(self, value: Any) -> list[type]:
+        """The notebook classes ``value`` is, or is an instance of (with their notebook bases)."""
+        kind = value if isinstance(value, type) else type(value)
+        return [c for c in kind.__mro__ if self._is_notebook_class(c)]
+
+    def _plan(self, cell_code: types.CodeType, inputs: set[str]) -> IsolationPlan:
+        state = self.state
+        codes = [cell_code]
+        reached: dict[str, None] = {}
+        functions: dict[int, types.FunctionType] = {}
+        classes: dict[int, type] = {}
+        queue = sorted(code_global_names(cell_code))
+        everything = False
+        while queue:
+            name = queue.pop(0)
+            if name in reached or name not in state:
+                continue
+            reached[name] = None
+            value = state[name]
+            found: list[types.FunctionType] = []
+            if self._is_notebook_function(value):
+                found.append(value)
+            for cls in self._notebook_classes_of(value):
+                if id(cls) not in classes:
+                    classes[id(cls)] = cls
+                    found.extend(f for f in _functions_of(cls) if self._is_notebook_function(f))
+            for function in found:
+                if id(function) not in functions:
+                    functions[id(function)] = function
+                    codes.append(function.__code__)
+                    queue.extend(sorted(code_global_names(function.__code__)))
+        names = set().union(*(code_global_names(c) for c in codes))
+        if names & _DYNAMIC_GLOBALS:
+            everything = True
+            for value in state.values():
+                if self._is_notebook_function(value):
+                    functions.setdefault(id(value), value)
+                for cls in self._notebook_classes_of(value):
+                    classes.setdefault(id(cls), cls)
+        plan = IsolationPlan()
+        for name in state if everything else reached:
+            value = state[name]
+            dunder = name.startswith("__") and name.endswith("__")
+            if dunder or name in inputs or is_immutable(value):  # inputs: set by every call
+                continue
+            reason = _copyable(value)
+            if reason is None:
+                plan.copied.append(name)
+            else:
+                plan.shared[name] = reason
+        plan.functions = [
+            _FunctionState(
+                f, f.__defaults__, f.__kwdefaults__,
+                tuple((c, c.cell_contents) for c in f.__closure__ or () if _has_contents(c)),
+                dict(f.__dict__),
+            )
+            for f in functions.values()
+        ]  # fmt: skip
+        plan.classes = [
+            _ClassState(c, {k: v for k, v in vars(c).items() if k not in _CLASS_INTERNALS})
+            for c in classes.values()
+        ]
+        stored = set().union(*(stored_attributes(c) for c in codes))
+        modules = [v for n, v in state.items() if isinstance(v, types.ModuleType)]
+        for module in dict.fromkeys(modules):
+            attributes = vars(module) if names & _DYNAMIC_ATTRIBUTES else stored
+            for attribute in sorted(attributes):
+                if not (attribute.startswith("__") and attribute.endswith("__")):
+                    plan.module_attributes.append(
+                        (module, attribute, vars(module).get(attribute, _MISSING))
+                    )
+        return plan
+
+    def prepare(self) -> None:
+        """Give the coming call fresh copies of everything it can change."""
+        plan, state = self.plan, self.state
+        memo: dict[int, Any] = {}
+        for name in plan.copied:
+            state[name] = copy.deepcopy(self._bindings[name], memo)
+        for fs in plan.functions:
+            if fs.defaults is not None and not is_immutable(fs.defaults):
+                fs.function.__defaults__ = copy.deepcopy(fs.defaults, memo)
+            if fs.kwdefaults:
+                fs.function.__kwdefaults__ = copy.deepcopy(fs.kwdefaults, memo)
+            for cell, contents in fs.cells:
+                if not is_immutable(contents):
+                    cell.cell_contents = copy.deepcopy(contents, memo)
+            for key, value in fs.attributes.items():
+                if not is_immutable(value):
+                    fs.function.__dict__[key] = copy.deepcopy(value, memo)
+        for cs in plan.classes:
+            for key, value in cs.attributes.items():
+                if not is_immutable(value) and not _is_descriptor(value):
+                    setattr(cs.cls, key, copy.deepcopy(value, memo))
+        if self.random_state is not None:
+            self.random_state.restore()
+
+    def restore(self) -> None:
+        """Put back the pinned state, whatever the call changed."""
+        plan, state = self.plan, self.state
+        state.clear()
+        state.update(self._bindings)
+        for fs in plan.functions:
+            fs.function.__defaults__ = fs.defaults
+            fs.function.__kwdefaults__ = fs.kwdefaults
+            for cell, contents in fs.cells:
+                cell.cell_contents = contents
+            fs.function.__dict__.clear()
+            fs.function.__dict__.update(fs.attributes)
+        for cs in plan.classes:
+            for key in [k for k in vars(cs.cls) if k not in _CLASS_INTERNALS]:
+                if key not in cs.attributes:
+                    delattr(cs.cls, key)
+            for key, value in cs.attributes.items():
+                if vars(cs.cls).get(key, _MISSING) is not value:
+                    setattr(cs.cls, key, value)
+        for module, attribute, value in plan.module_attributes:
+            current = vars(module).get(attribute, _MISSING)
+            if current is value:
+                continue
+            if value is _MISSING:
+                delattr(module, attribute)
+            else:
+                setattr(module, attribute, value)
+        if self.random_state is not None:
+            self.random_state.restore()
+
+
+def _has_contents(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:  # an empty cell: the variable is not bound yet
+        return False
+    return True
+
+
+def _is_descriptor(value: Any) -> bool:
+    return isinstance(value, staticmethod | classmethod | property) or hasattr(value, "__get__")
+
+
+def describe_shared(shared: Mapping[str, str]) -> str:
+    """A warning for values every isolated call shares, naming each and why."""
+    return (
+        "isolated mode cannot give each call its own copy of "
+        + ", ".join(f"{name} ({reason})" for name, reason in shared.items())
+        + ": every call sees the same object, so a call that changes it changes it for the "
+        "next; create it inside the target cell, or pin with --mode shared"
+    )
+
+
+__all__ = [
+    "IsolationPlan",
+    "PinnedState",
+    "code_global_names",
+    "describe_shared",
+    "is_immutable",
+    "stored_attributes",
+]
