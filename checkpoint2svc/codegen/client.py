@@ -15,14 +15,14 @@ Every decision lives in ``build_client_model``; the templates print the model. T
         _proto/            protoc's modules (the service's and the shared ones)
 
 The package does not depend on checkpoint2svc: it needs httpx, orjson, grpcio, grpcio-status and
-protobuf (and numpy or pandas when the signature has tensors or tables).
+protobuf (and numpy or pandas when the signature has tensors, tables or series).
 
 Python types follow the README's table: scalars as themselves, ``optional[T]`` as ``T | None``,
 lists and dicts as ``list``/``dict``, tensors as ``numpy.typing.NDArray[numpy.<dtype>]`` (a
-``numpy.ndarray``), tables as ``pandas.DataFrame``, ``json`` as ``Any``, and each record as a
-``TypedDict`` (records are dicts on both sides of the wire, so nothing is converted; a record used
-in several places is declared once). The package imports numpy and pandas for type checkers only;
-the runtime imports them when it converts a value.
+``numpy.ndarray``), tables as ``pandas.DataFrame``, series as ``pandas.Series``, ``json`` as
+``Any``, and each record as a ``TypedDict`` (records are dicts on both sides of the wire, so
+nothing is converted; a record used in several places is declared once). The package imports
+numpy and pandas for type checkers only; the runtime imports them when it converts a value.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from checkpoint2svc.signature.types import (
     Optional,
     Record,
     Scalar,
+    Series,
     Table,
     Tensor,
     TypeIR,
@@ -73,6 +74,8 @@ TEMPLATES = "client"
 PACKAGE_FILES = ("__init__.py", "models.py", "rest.py", "grpc.py")
 MAX_RECORD_NAME = 48
 """Records are named after where they are (``InputPointsItem``), cut to this length."""
+ARRAYS = (Tensor, Table, Series)
+"""The kinds whose Python values compare elementwise, and whose annotation hides the IR type."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,9 @@ def _ir(type_: TypeIR) -> Call:
     if isinstance(type_, Table):
         columns = (Call("ir.Column(", (literal(c.name), literal(c.dtype))) for c in type_.columns)
         return Call("ir.Table(", (tuple_of(columns),))
+    if isinstance(type_, Series):
+        named = () if type_.name is None else (literal(type_.name),)
+        return Call("ir.Series(", (literal(type_.dtype), literal(type_.index), *named))
     return Call("ir.Json(", ())
 
 
@@ -258,6 +264,8 @@ class _Types:
             return f"NDArray[numpy.{scalar}]"
         if isinstance(type_, Table):
             return "pandas.DataFrame"
+        if isinstance(type_, Series):
+            return "pandas.Series"
         return "Any"
 
     def _record(self, record: Record, hint: str) -> str:
@@ -290,7 +298,7 @@ def _py_field(
     TypedDict."""
     key = literal(name)
     line = f'{indent}{key}: "{annotation}",' if quoted else f"{indent}{name}: {annotation}{default}"
-    lines = comment(type_.render(), indent) if _contains(type_, (Tensor, Table)) else ()
+    lines = comment(type_.render(), indent) if _contains(type_, ARRAYS) else ()
     return PyField(name, key, annotation, lines, default, noqa(line))
 
 
@@ -422,10 +430,10 @@ def _dataclass(
         optional = isinstance(v.type, Optional) and not output
         annotation = types.annotation(v.type, f"{name}{_camel(v.name)}")
         fields.append(_py_field(v.name, annotation, v.type, INDENT, default=" = None" * optional))
-    arrays = any(_contains(v.type, (Tensor, Table)) for v in variables)
+    arrays = any(_contains(v.type, ARRAYS) for v in variables)
     options = ["frozen=True"] if output else []
     options.append("kw_only=True")
-    if arrays:  # == on arrays and frames is elementwise: compare them yourself
+    if arrays:  # == on arrays, frames and series is elementwise: compare them yourself
         options.append("eq=False")
     return DataclassModel(name, doc, f"dataclass({', '.join(options)})", tuple(fields))
 

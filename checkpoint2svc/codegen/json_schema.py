@@ -21,6 +21,7 @@ from checkpoint2svc.signature.types import (
     Optional,
     Record,
     Scalar,
+    Series,
     Table,
     Tensor,
     TypeIR,
@@ -60,6 +61,8 @@ def json_schema(type_: TypeIR) -> dict[str, Any]:
         return _tensor_schema(type_)
     if isinstance(type_, Table):
         return _table_schema(type_)
+    if isinstance(type_, Series):
+        return _series_schema(type_)
     assert isinstance(type_, Json)
     return {}
 
@@ -151,6 +154,30 @@ def _table_schema(type_: Table) -> dict[str, Any]:
             "or an object of column arrays"
         ),
         "oneOf": [rows, columns],
+    }
+
+
+def _series_schema(type_: Series) -> dict[str, Any]:
+    """``{"index", "values", "name"}``; with string labels, an object of values by label too."""
+    arrays = {
+        "type": "object",
+        "properties": {
+            "index": {"type": "array", "items": _column_schema(type_.index)},
+            "values": {"type": "array", "items": _column_schema(type_.dtype)},
+            "name": {"type": ["string", "null"]},
+        },
+        "required": ["index", "values"],
+        "additionalProperties": False,
+    }
+    named = "" if type_.name is None else f" (named {type_.name!r} when pinned)"
+    described = f"{type_.dtype} series{named} with a {type_.index} index"
+    forms = '{"index": [labels], "values": [values], "name": string or null}'
+    if type_.index != "string":
+        return {"description": f"{described}: {forms}", **arrays}
+    labelled = {"type": "object", "additionalProperties": _column_schema(type_.dtype)}
+    return {
+        "description": f"{described}: {forms}, or an object of values by label",
+        "oneOf": [arrays, labelled],
     }
 
 

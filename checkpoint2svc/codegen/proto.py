@@ -10,9 +10,9 @@ exactly these shapes:
 - a list, dict or optional where proto has no direct form (an item of a list, a value of a map,
   an optional list or dict) becomes a wrapper message with one field, ``values`` or ``value``;
   other optional non-scalars rely on the message field's presence;
-- tensor, table and json are ``checkpoint2svc.v1.Tensor``, ``checkpoint2svc.v1.Table`` and
-  ``google.protobuf.Value``, referred to by fully qualified names (leading dot), so that a
-  package named like one of theirs cannot capture them.
+- tensor, table, series and json are ``checkpoint2svc.v1.Tensor``, ``checkpoint2svc.v1.Table``,
+  ``checkpoint2svc.v1.Series`` and ``google.protobuf.Value``, referred to by fully qualified names
+  (leading dot), so that a package named like one of theirs cannot capture them.
 
 Field names come from ``proto_field_names`` (proto and Python keywords, message attributes and
 JSON-name clashes are renamed deterministically); each field keeps its IR name as ``key``.
@@ -44,6 +44,7 @@ from checkpoint2svc.signature.types import (
     Optional,
     Record,
     Scalar,
+    Series,
     Table,
     Tensor,
     TypeIR,
@@ -60,6 +61,7 @@ STRUCT_PROTO = "google/protobuf/struct.proto"
 
 TENSOR_TYPE = ".checkpoint2svc.v1.Tensor"
 TABLE_TYPE = ".checkpoint2svc.v1.Table"
+SERIES_TYPE = ".checkpoint2svc.v1.Series"
 VALUE_TYPE = ".google.protobuf.Value"
 SCALAR_TYPES = {
     "bool": "bool",
@@ -221,6 +223,9 @@ class _ModelBuilder:
         if isinstance(type_, Table):
             self.imports.add(VALUES_PROTO)
             return TABLE_TYPE
+        if isinstance(type_, Series):
+            self.imports.add(VALUES_PROTO)
+            return SERIES_TYPE
         if isinstance(type_, Json):
             self.imports.add(STRUCT_PROTO)
             return VALUE_TYPE

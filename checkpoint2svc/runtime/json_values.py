@@ -1,8 +1,10 @@
 """Convert Python values to and from their JSON form, as their IR type says.
 
 Tensors travel as nested lists or as ``{"dtype", "shape", "b64"}``; tables as a list of row
-objects (a dict of column lists is accepted too); bytes as base64 strings; table date-times as
-RFC 3339 strings in UTC (``2024-01-01T10:00:00Z``; a naive pandas time is taken as UTC).
+objects (a dict of column lists is accepted too); series as ``{"index", "values", "name"}`` (a
+``{label: value}`` object is accepted too when the labels are strings); bytes as base64 strings;
+table and series date-times as RFC 3339 strings in UTC (``2024-01-01T10:00:00Z``; a naive pandas
+time is taken as UTC).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from checkpoint2svc.signature.types import (
     Optional,
     Record,
     Scalar,
+    Series,
     Table,
     Tensor,
     TypeIR,
@@ -116,7 +119,59 @@ def encode_json(value: Any, type_: TypeIR, field: str = "", tensors: TensorForma
                 times_column = pd.Series(times, index=frame.index, dtype=object)
                 frame = frame.assign(**{column.name: times_column})
         return plain_json(frame.to_dict(orient="records"), field)
+    if isinstance(type_, Series):
+        return _encode_series(value, type_, field)
     return plain_json(value, field)
+
+
+def _encode_series(value: Any, type_: Series, field: str) -> dict[str, Any]:
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(value, pd.Series):
+        raise ValueConversionError(field, f"expected a pandas Series, got {type(value).__name__}")
+    if value.index.nlevels > 1:
+        raise ValueConversionError(f"{field}.index", "a MultiIndex has no series form")
+    return {
+        "index": _column_json(pd.Series(value.index), type_.index, f"{field}.index"),
+        "values": _column_json(value, type_.dtype, f"{field}.values"),
+        "name": None if value.name is None else str(value.name),
+    }
+
+
+def _column_json(column: Any, dtype: str, field: str) -> list[Any]:
+    """A column (a Series' values or its index) as an array of ``dtype`` elements: date-times
+    as RFC 3339, a missing value (NaN, None, NaT) as null; numbers cast to ``dtype`` as the
+    proto form does, so both carry the same values."""
+    import numpy as np
+
+    if dtype.startswith("datetime64"):
+        return _rfc3339(column, field)
+    missing = column.isna().to_numpy(dtype=bool)
+    if dtype == "string":
+        items: list[Any] = column.tolist()
+        for row, item in enumerate(items):
+            if missing[row]:
+                items[row] = None
+            elif not isinstance(item, str):
+                raise ValueConversionError(
+                    f"{field}[{row}]", f"expected a string, got {type(item).__name__}"
+                )
+        return items
+    target = np.dtype(dtype)
+    if target.kind != "f" and missing.any():
+        raise ValueConversionError(
+            f"{field}[{int(missing.argmax())}]", f"a missing value, which {dtype} cannot hold"
+        )
+    try:
+        array = column.to_numpy()
+        typed = array.astype(target, casting="unsafe" if array.dtype == object else "same_kind")
+    except (TypeError, ValueError) as exc:
+        raise ValueConversionError(
+            field, f"cannot hold {dtype} values (it is {column.dtype}: {exc})"
+        ) from exc
+    numbers: list[Any] = typed.tolist()
+    if missing.any():
+        return [None if gone else item for item, gone in zip(numbers, missing, strict=True)]
+    return numbers
 
 
 def _rfc3339(column: Any, field: str) -> list[str | None]:
@@ -242,6 +297,8 @@ def decode_json(data: Any, type_: TypeIR, field: str = "") -> Any:
         return _decode_tensor(data, type_, field)
     if isinstance(type_, Table):
         return _decode_table(data, type_, field)
+    if isinstance(type_, Series):
+        return _decode_series(data, type_, field)
     assert isinstance(type_, Json)
     return data
 
@@ -361,3 +418,111 @@ def _decode_table(data: Any, type_: Table, field: str) -> Any:
                 f"{field}.{column.name}", f"cannot hold {column.dtype} values ({exc})"
             ) from exc
     return pd.DataFrame(out, columns=names)
+
+
+_SERIES_KEYS = ("index", "values", "name")
+
+
+def _decode_series(data: Any, type_: Series, field: str) -> Any:
+    """``{"index": [...], "values": [...], "name": ...}``, or ``{label: value, ...}`` for string
+    labels (an object that holds no array under ``index`` or ``values``). Without a name the
+    Series gets the one it had at pin time."""
+    import pandas as pd
+
+    labelled = type_.index == "string"
+    if not isinstance(data, dict):
+        also = " or an object of values by label" if labelled else ""
+        raise ValueConversionError(
+            field,
+            f'expected an object {{"index": [...], "values": [...]}}{also}, got {_describe(data)}',
+        )
+    name = type_.name
+    if labelled and not any(isinstance(data.get(key), list) for key in ("index", "values")):
+        labels = list(data)
+        values = _decode_column(list(data.values()), type_.dtype, field, labels)
+        index = pd.Series(labels, dtype=_string_dtype())
+    else:
+        if not labelled and not {"index", "values"} & set(data):
+            raise ValueConversionError(
+                field,
+                'expected {"index": [...], "values": [...]}; an object of values by label is '
+                f"accepted only for string labels, and this index is {type_.index}",
+            )
+        unknown = sorted(set(data) - set(_SERIES_KEYS))
+        if unknown:
+            raise ValueConversionError(
+                f"{field}.{unknown[0]}", "unknown key; expected only index, values and name"
+            )
+        for key in ("index", "values"):
+            if key not in data:
+                raise ValueConversionError(f"{field}.{key}", "field required")
+            if not isinstance(data[key], list):
+                raise ValueConversionError(
+                    f"{field}.{key}", f"expected an array, got {_describe(data[key])}"
+                )
+        values_count, labels_count = len(data["values"]), len(data["index"])
+        if values_count != labels_count:
+            raise ValueConversionError(
+                f"{field}.values",
+                f"{values_count} value{'s' * (values_count != 1)}, but the index has "
+                f"{labels_count} label{'s' * (labels_count != 1)}",
+            )
+        if "name" in data:
+            name = data["name"]
+            if name is not None and not isinstance(name, str):
+                raise ValueConversionError(
+                    f"{field}.name", f"expected a string or null, got {_describe(name)}"
+                )
+        index = _decode_column(data["index"], type_.index, f"{field}.index")
+        values = _decode_column(data["values"], type_.dtype, f"{field}.values")
+    series = values.set_axis(pd.Index(index))
+    series.name = name
+    return series
+
+
+def _string_dtype() -> Any:
+    """The dtype pandas gives strings: ``str`` in pandas 3, ``object`` before."""
+    import pandas as pd
+
+    return pd.Series(["x"]).dtype
+
+
+_WANTED = {"b": "a boolean", "i": "an integer", "u": "an integer", "f": "a number or null"}
+
+
+def _decode_column(data: list[Any], dtype: str, field: str, labels: list[str] | None = None) -> Any:
+    """A pandas Series of ``dtype`` from a JSON array (RangeIndex); an element that does not
+    fit is named ``field[i]``, or ``field.label`` when ``labels`` name the elements."""
+    import numpy as np
+    import pandas as pd
+
+    def where(row: int) -> str:
+        return f"{field}.{labels[row]}" if labels is not None else f"{field}[{row}]"
+
+    if dtype.startswith("datetime64"):
+        try:
+            return _decode_datetimes(data, dtype)
+        except (ValueError, TypeError) as exc:
+            raise ValueConversionError(field, f"cannot hold {dtype} values ({exc})") from exc
+    if dtype == "string":
+        for row, item in enumerate(data):
+            if item is not None and not isinstance(item, str):
+                raise ValueConversionError(where(row), f"expected a string, got {_describe(item)}")
+        return pd.Series(data, dtype=_string_dtype())
+    target = np.dtype(dtype)
+    for row, item in enumerate(data):
+        if target.kind == "b":
+            fits = isinstance(item, bool)
+        elif target.kind in "iu":
+            fits = isinstance(item, int) and not isinstance(item, bool)
+        else:
+            fits = item is None or (isinstance(item, int | float) and not isinstance(item, bool))
+        if not fits:
+            raise ValueConversionError(
+                where(row), f"expected {_WANTED[target.kind]}, got {_describe(item)}"
+            )
+    try:
+        array = np.array([math.nan if v is None else v for v in data], dtype=target)
+    except OverflowError as exc:
+        raise ValueConversionError(field, f"a value does not fit in {dtype} ({exc})") from exc
+    return pd.Series(array)

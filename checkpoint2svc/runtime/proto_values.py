@@ -9,7 +9,8 @@ the messages these functions fill and read:
 - a list, dict or optional that proto cannot express directly (an item of a list, a value of a
   map, an optional list or dict) is a wrapper message whose one field is ``values`` (list, dict)
   or ``value`` (optional); other optional non-scalars use the message field's presence;
-- a tensor is ``checkpoint2svc.v1.Tensor``, a table ``checkpoint2svc.v1.Table``, and ``json``
+- a tensor is ``checkpoint2svc.v1.Tensor``, a table ``checkpoint2svc.v1.Table``, a series
+  ``checkpoint2svc.v1.Series`` (its index and values are columns, as in a table), and ``json``
   ``google.protobuf.Value``.
 
 Protobuf has no order for map entries: dicts decoded from a map or a ``Struct`` have sorted keys.
@@ -43,6 +44,7 @@ from checkpoint2svc.signature.types import (
     Optional,
     Record,
     Scalar,
+    Series,
     Table,
     Tensor,
     TypeIR,
@@ -263,6 +265,8 @@ def _fill(message: Message, type_: TypeIR, value: Any, field: str) -> None:
         _fill_tensor(message, type_, value, field)
     elif isinstance(type_, Table):
         _fill_table(message, type_, value, field)
+    elif isinstance(type_, Series):
+        _fill_series(message, type_, value, field)
     elif isinstance(type_, Json):
         assert isinstance(message, struct_pb2.Value)
         _fill_value(message, plain_json(value, field), field)
@@ -300,6 +304,20 @@ def _fill_table(message: Any, type_: Table, value: Any, field: str) -> None:
         entry.name = column.name
         entry.dtype = column.dtype
         _fill_column(entry, series, column.dtype, path)
+
+
+def _fill_series(message: Any, type_: Series, value: Any, field: str) -> None:
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(value, pd.Series):
+        raise ValueConversionError(field, f"expected a pandas Series, got {type(value).__name__}")
+    if value.index.nlevels > 1:
+        raise ValueConversionError(f"{field}.index", "a MultiIndex has no series form")
+    message.index.dtype = type_.index
+    _fill_column(message.index, pd.Series(value.index), type_.index, f"{field}.index")
+    message.values.dtype = type_.dtype
+    _fill_column(message.values, value, type_.dtype, f"{field}.values")
+    if value.name is not None:
+        message.name = str(value.name)
 
 
 def _fill_column(entry: Any, series: Any, dtype: str, field: str) -> None:
@@ -435,6 +453,8 @@ def _read(message: Any, type_: TypeIR, field: str) -> Any:
         return _read_tensor(message, type_, field)
     if isinstance(type_, Table):
         return _read_table(message, type_, field)
+    if isinstance(type_, Series):
+        return _read_series(message, type_, field)
     if isinstance(type_, Json):
         return _value_data(message)
     raise AssertionError(f"{type_!r} is not a message type")  # pragma: no cover
@@ -492,7 +512,30 @@ def _read_table(message: Any, type_: Table, field: str) -> Any:
     return pd.DataFrame(out, columns=names)
 
 
-def _read_column(entry: Any, dtype: str, rows: int, field: str) -> Any:
+def _read_series(message: Any, type_: Series, field: str) -> Any:
+    import pandas as pd
+
+    for key, dtype in (("index", type_.index), ("values", type_.dtype)):
+        entry = getattr(message, key)
+        if entry.dtype and entry.dtype != dtype:
+            raise ValueConversionError(
+                f"{field}.{key}.dtype", f"expected {dtype}, got {entry.dtype}"
+            )
+    member = message.index.WhichOneof("values")
+    labels = len(getattr(message.index, member).values) if member is not None else 0
+    index = _read_column(message.index, type_.index, labels, f"{field}.index")
+    values = _read_column(
+        message.values, type_.dtype, labels, f"{field}.values", ("index", "labels")
+    )
+    series = values.set_axis(pd.Index(index))
+    series.name = message.name if message.HasField("name") else None
+    return series
+
+
+def _read_column(
+    entry: Any, dtype: str, rows: int, field: str, of: tuple[str, str] = ("table", "rows")
+) -> Any:
+    """The values of a column: ``rows`` of them (``of``: whose count that is, for errors)."""
     import numpy as np
     import pandas as pd
 
@@ -508,7 +551,9 @@ def _read_column(entry: Any, dtype: str, rows: int, field: str) -> Any:
         raise ValueConversionError(field, f"a {dtype} column carries `{member}`, not `{present}`")
     values = list(getattr(entry, member).values)
     if len(values) != rows:
-        raise ValueConversionError(field, f"{len(values)} values, but the table has {rows} rows")
+        raise ValueConversionError(
+            field, f"{len(values)} values, but the {of[0]} has {rows} {of[1]}"
+        )
     if entry.null_rows and member != "strings":
         raise ValueConversionError(f"{field}.null_rows", f"a {dtype} column has no null rows")
     if member == "strings":

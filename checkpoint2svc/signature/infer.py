@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from checkpoint2svc.signature.types import (
@@ -18,6 +19,7 @@ from checkpoint2svc.signature.types import (
     Optional,
     Record,
     Scalar,
+    Series,
     Table,
     Tensor,
     TypeIR,
@@ -82,6 +84,40 @@ def _infer_table(value: Any, where: str, warn: Warn) -> TypeIR:
     return Table(tuple(columns))
 
 
+def _series_dtype(values: Any) -> tuple[str | None, str]:
+    """The table dtype of a Series' values (or of an index), or None and why it has none: an
+    ``object`` dtype counts as ``string`` only when it holds nothing but strings (or gaps)."""
+    column = _column_dtype(values.dtype)
+    if column is None:
+        return None, f"dtype {values.dtype} is not bool, an integer, a float, string or datetime64"
+    if column == "string" and str(values.dtype) == "object":
+        held = _pandas().api.types.infer_dtype(values, skipna=True)
+        if held not in ("string", "empty"):
+            return None, f"dtype object holds {held} values, not strings"
+    return column, ""
+
+
+def _infer_series(value: Any, where: str, warn: Warn) -> TypeIR:
+    index = value.index
+    if index.nlevels > 1:
+        warn(f"{where}: the Series has a MultiIndex ({index.nlevels} levels), which has no "
+             "series form; served as json")  # fmt: skip
+        return Json()
+    dtype, why = _series_dtype(value)
+    if dtype is None:
+        warn(f"{where}: the Series' values have no series form ({why}); served as json")
+        return Json()
+    index_dtype, why = _series_dtype(index)
+    if index_dtype is None:
+        warn(f"{where}: the Series' index has no series form ({why}); served as json")
+        return Json()
+    name = value.name
+    if name is not None and not isinstance(name, str):
+        warn(f"{where}: the Series' name {name!r} is not a string; it travels as {str(name)!r}")
+        name = str(name)
+    return Series(dtype, index_dtype, name)
+
+
 def _unify(types: list[TypeIR]) -> TypeIR | None:
     """The one type all of ``types`` fit, or None when they disagree."""
     distinct = list(dict.fromkeys(types))
@@ -89,6 +125,9 @@ def _unify(types: list[TypeIR]) -> TypeIR | None:
         return distinct[0]
     if set(distinct) == {Scalar("int"), Scalar("float")}:
         return Scalar("float")
+    unnamed = {replace(t, name=None) if isinstance(t, Series) else t for t in distinct}
+    if len(unnamed) == 1:  # Series that differ only in their names
+        return unnamed.pop()
     nullable = [t for t in distinct if isinstance(t, Optional)]
     plain = [t for t in distinct if not isinstance(t, Optional)]
     if nullable and len(plain) == 1 and all(t.inner == plain[0] for t in nullable):
@@ -160,6 +199,8 @@ def infer_type(value: Any, where: str, warn: Warn) -> TypeIR:
     pd = _pandas()
     if pd is not None and isinstance(value, pd.DataFrame):
         return _infer_table(value, where, warn)
+    if pd is not None and isinstance(value, pd.Series):
+        return _infer_series(value, where, warn)
     if isinstance(value, list | tuple):
         return _infer_sequence(list(value), where, warn)
     if isinstance(value, dict):
@@ -185,7 +226,8 @@ def type_from_annotation(annotation: ast.expr, value: Any, where: str, warn: War
     """The IR type an annotation names, refined by the value; None when it names no IR type.
 
     Annotations are read, never evaluated: ``list[float]``, ``dict[str, int]``, ``Optional[T]``,
-    ``T | None``, ``np.ndarray`` (dtype and shape from the value), ``pd.DataFrame``, ``Any``.
+    ``T | None``, ``np.ndarray`` (dtype and shape from the value), ``pd.DataFrame``,
+    ``pd.Series`` (dtypes and name from the value), ``Any``.
     """
     if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
         try:
@@ -204,7 +246,7 @@ def type_from_annotation(annotation: ast.expr, value: Any, where: str, warn: War
     if not isinstance(annotation, ast.Subscript):
         if short in _SCALAR_NAMES:
             return Scalar(_SCALAR_NAMES[short])  # type: ignore[arg-type]
-        if short in ("ndarray", "NDArray", "DataFrame"):
+        if short in ("ndarray", "NDArray", "DataFrame", "Series"):
             return infer_type(value, where, warn) if value is not None else None
         if short == "Any":
             return Json()

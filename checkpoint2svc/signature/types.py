@@ -10,7 +10,8 @@ from checkpoint2svc.errors import CheckpointError
 ScalarKind = Literal["bool", "int", "float", "str", "bytes"]
 SCALAR_KINDS: tuple[ScalarKind, ...] = ("bool", "int", "float", "str", "bytes")
 
-# numpy dtypes a Tensor may carry, and the pandas column dtypes a Table may carry.
+# numpy dtypes a Tensor may carry, and the pandas column dtypes a Table (or a Series: its values
+# and its index) may carry.
 TENSOR_DTYPES = (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64",
@@ -123,6 +124,25 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Series:
+    """A pandas Series: values of one dtype, labelled by an index of one dtype (both dtypes of
+    ``TABLE_DTYPES``). ``name`` is the Series' name at pin time: a value carries its own name,
+    and one sent without a name gets this one."""
+
+    dtype: str
+    index: str
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        named = {} if self.name is None else {"name": self.name}
+        return {"kind": "series", "dtype": self.dtype, "index": self.index, **named}
+
+    def render(self) -> str:
+        named = "" if self.name is None else f", name={self.name}"
+        return f"series[{self.dtype}, index={self.index}{named}]"
+
+
+@dataclass(frozen=True)
 class Json:
     """Any JSON value: the fallback when nothing more precise is known."""
 
@@ -133,7 +153,7 @@ class Json:
         return "json"
 
 
-TypeIR = Scalar | Optional | ListOf | DictOf | Record | Tensor | Table | Json
+TypeIR = Scalar | Optional | ListOf | DictOf | Record | Tensor | Table | Series | Json
 
 
 def type_from_dict(data: dict[str, Any]) -> TypeIR:
@@ -156,6 +176,11 @@ def type_from_dict(data: dict[str, Any]) -> TypeIR:
             return Tensor(str(data["dtype"]), tuple(int(d) for d in data["shape"]))
         if kind == "table":
             return Table(tuple(Column(c["name"], c["dtype"]) for c in data["columns"]))
+        if kind == "series":
+            name = data.get("name")
+            return Series(
+                str(data["dtype"]), str(data["index"]), None if name is None else str(name)
+            )
         if kind == "json":
             return Json()
     except (KeyError, TypeError) as exc:
