@@ -15,7 +15,6 @@ class ServeOptions:
     http_port: int = 8080
     grpc_port: int = 9090
     mode: ExecutionMode | None = None
-    concurrency: int = 1
     max_message_mb: float = 16
     http_socket: str | None = None
     """A unix socket to serve HTTP on as well (the gateway's way in on the same machine)."""
@@ -33,9 +32,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["isolated", "shared"],
                         default=env("CHECKPOINT2SVC_MODE"),
                         help="override the checkpoint's execution mode")  # fmt: skip
-    parser.add_argument("--concurrency", type=int,
-                        default=int(env("CHECKPOINT2SVC_CONCURRENCY", 1)),
-                        help="cells run at once in this instance (default 1)")  # fmt: skip
     parser.add_argument("--max-message-mb", type=float,
                         default=float(env("CHECKPOINT2SVC_MAX_MESSAGE_MB", 16)),
                         help="request and response size limit in MiB (default 16)")  # fmt: skip
@@ -47,6 +43,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from(args: argparse.Namespace) -> ServeOptions:
     return ServeOptions(
         host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, mode=args.mode,
-        concurrency=args.concurrency, max_message_mb=args.max_message_mb,
+        max_message_mb=args.max_message_mb,
         http_socket=args.http_socket,
     )  # fmt: skip

@@ -46,7 +46,7 @@ def use_generated_modules(context_dir: Path) -> None:
 def build_service(checkpoint_path: Path, options: ServeOptions) -> CellService:
     checkpoint = Checkpoint.open(checkpoint_path)
     limits = Limits(max_message_bytes=int(options.max_message_mb * 1024 * 1024))
-    service = CellService(checkpoint, options.mode, limits, options.concurrency)
+    service = CellService(checkpoint, options.mode, limits)
     try:
         service.self_test()
     except SelfTestError as exc:
@@ -66,7 +66,7 @@ def run_instance(context_dir: Path, add_servicer: AddServicer, options: ServeOpt
     service = build_service(context_dir / CHECKPOINT_DIR, options)
     grpc_server, grpc_port = create_grpc_server(
         service, names, add_servicer, f"{options.host}:{options.grpc_port}",
-        workers=options.concurrency + 3,  # more threads only add GIL hand-offs (bench_grpc)
+        workers=4,  # one cell at a time; more threads only add GIL hand-offs (bench_grpc)
     )  # fmt: skip
     app = create_app(service, openapi=_openapi(context_dir))
     config = uvicorn.Config(

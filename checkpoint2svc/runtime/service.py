@@ -34,7 +34,6 @@ class CellService:
         checkpoint: Checkpoint,
         mode: ExecutionMode | None = None,
         limits: Limits | None = None,
-        concurrency: int = 1,
     ) -> None:
         self.checkpoint = checkpoint
         self.manifest = checkpoint.manifest
@@ -45,12 +44,10 @@ class CellService:
         self.ready = False
         self.not_ready_reason = "the self-test has not run yet"
         self._typical_seconds = 0.0
-        # A plain lock when one cell runs at a time: cheaper than a semaphore on every call.
-        self._slots: threading.Lock | threading.BoundedSemaphore = (
-            threading.Lock()
-            if concurrency <= 1 or self.executor.mode == "shared"  # shared: one call at a time
-            else threading.BoundedSemaphore(concurrency)
-        )
+        # One cell runs at a time in a process: an isolated call puts process-wide state
+        # (module and class attributes, the random generators) back after it, and shared calls
+        # share one state. More at once is more instances.
+        self._slots = threading.Lock()
         self._ids = itertools.count(1)
         self._instance = os.environ.get("CHECKPOINT2SVC_INSTANCE_ID", f"pid{os.getpid()}")
 

@@ -125,7 +125,8 @@ def test_manifest_records_what_design_asks(pinned: dict[str, Checkpoint]) -> Non
     assert data["cell"]["source"].startswith("_proba = model.predict_proba")
     assert data["mode"] == "isolated"
     assert data["python_version"].startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
-    assert set(data["files"]) == {"state.dill"}
+    assert set(data["files"]) == {"state.dill", "random_state.json"}
+    assert data["random_state"] == ["random", "numpy.random"] and data["deterministic"] is True
     assert data["created"].endswith("+00:00")
     # Captured state: the notebook's own variables, no IPython internals.
     names = {s["name"] for s in data["state"]}
