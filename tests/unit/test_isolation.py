@@ -227,3 +227,19 @@ def test_random_state_survives_its_file(tmp_path: Any) -> None:
     assert read is not None and set(read.sources) >= {"random", "numpy.random"}
     read.restore()
     assert (random.random(), float(np.random.normal())) == expected
+
+
+def test_containers_of_immutable_values_are_copied_shallowly_and_stay_separate() -> None:
+    state = notebook_state(
+        "vocab = {f'w{i}': i for i in range(1000)}\nlabels = ['a', 'b']\n"
+        "nested = {'inner': [1, 2], 'key': ('x', 1)}\nalias = labels"
+    )
+    cell = "vocab['new'] = 1\nlabels.append('c')\nnested['inner'].append(3)\n" \
+           "out = (len(vocab), len(alias), len(nested['inner']), alias is labels)"  # fmt: skip
+    executor = CellExecutor(state, cell, [], ["out"])
+    assert executor.pinned is not None
+    flat = executor.pinned.plan.flat
+    assert any(f is state["vocab"] for f in flat) and any(f is state["labels"] for f in flat)
+    assert [executor.run({})["out"] for _ in range(2)] == [(1001, 3, 3, True)] * 2
+    assert len(state["vocab"]) == 1000 and state["labels"] == ["a", "b"]
+    assert state["nested"] == {"inner": [1, 2], "key": ("x", 1)}
