@@ -355,8 +355,8 @@ def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False)
         if request.parameters_source is not None
         else None
     )
-    candidates = [n for n in cell.reads if n in namespace and _is_simple(namespace[n])]
-    choice = select_inputs(request.inputs, parameters, reads, namespace, candidates)
+    simple = [n for n in cell.reads if n in namespace and _is_simple(namespace[n])]
+    choice = select_inputs(request.inputs, parameters, reads, namespace, simple)
     inputs = list(choice.names)
     outputs = list(select_outputs(request.outputs, cell.assigns, cell.binds))
 
@@ -394,7 +394,8 @@ def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False)
     _check_size("input", {"input": {v["name"]: v["example"] for v in input_vars}}, warnings,
                 request.strict)  # fmt: skip
 
-    runner = CellExecutor(namespace, source, inputs, outputs, "isolated", random_state)
+    internal = {n for n in namespace if _is_internal(n, hidden)}  # IPython's, not the state's
+    runner = CellExecutor(namespace, source, inputs, outputs, "isolated", random_state, internal)
     assert runner.pinned is not None
     if runner.pinned.plan.shared and request.mode == "isolated":
         warnings.append(describe_shared(runner.pinned.plan.shared))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import linecache
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 from checkpoint2svc.errors import ExecutionError
@@ -45,7 +45,10 @@ class CellExecutor:
         outputs: list[str],
         mode: ExecutionMode = "isolated",
         random_state: RandomState | None = None,
+        ignore: Collection[str] = (),
     ) -> None:
+        """``ignore``: names of the namespace that are not the notebook's state (IPython's own,
+        when the cell runs in the pinning kernel): never copied."""
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.mode: ExecutionMode = mode
@@ -57,7 +60,7 @@ class CellExecutor:
         state.setdefault("__builtins__", __builtins__)
         self.pinned: PinnedState | None = None
         if mode == "isolated":
-            self.pinned = PinnedState(state, self._code, random_state, self.inputs)
+            self.pinned = PinnedState(state, self._code, random_state, [*self.inputs, *ignore])
         elif random_state is not None:
             random_state.restore()  # shared: go on from where the notebook was
 

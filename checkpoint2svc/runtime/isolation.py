@@ -189,6 +189,7 @@ class PinnedState:
         random_state: RandomState | None = None,
         inputs: Iterable[str] = (),
     ) -> None:
+        """``inputs``: names every call sets itself (and names that are not state): not copied."""
         self.state = state
         self.random_state = random_state
         self._bindings = dict(state)
