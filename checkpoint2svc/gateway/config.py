@@ -35,6 +35,11 @@ GRPC_UNIMPLEMENTED, GRPC_UNAVAILABLE = 12, 14
 IS_GRPC = "{ var(txn.proto) -m str grpc }"
 # nbsrv is 0 in an old worker that finishes its connections after a reload: it still routes them
 NO_USABLE_SERVER = "{ nbsrv eq 0 } !{ stopping }"
+# A body over the limit is read and dropped after the 413 (reply.lua says why) when it is
+# declared at most DRAIN_FACTOR times the limit, so what a client makes HAProxy read is bounded
+# by that and by `timeout client`; an instance drains as much (runtime/rest.py).
+DRAIN_FACTOR = 4
+REPLY_SCRIPT = Path(__file__).resolve().with_name("reply.lua")
 
 
 # --- the model the controller builds ------------------------------------------------------------
@@ -230,10 +235,16 @@ class Reply:
     content_type: str = ""
     body: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    drains_body: bool = False
+    """Sent by a Lua service (``reply.lua``), after which HAProxy reads and drops the rest of the
+    request's body and keeps the connection; ``http-request return`` closes with it unread, and
+    a client still writing the body gets a reset instead of the reply. No ``headers`` then."""
 
     def __post_init__(self) -> None:
         if "'" in self.body or any('"' in v for _, v in self.headers):
             raise ValueError(f"a reply cannot quote {self.body!r} / {self.headers!r}")
+        if self.drains_body and self.headers:
+            raise ValueError("a reply that drains the body sends no extra headers")
 
 
 @dataclass(frozen=True)
@@ -271,11 +282,13 @@ class HaproxyPlan:
     timeout_keep_alive: str
     max_body_bytes: int
     target_pattern: str  # what a routable node or alias name from the request looks like
-    request_replies: tuple[Reply, ...]  # before routing (the body limit)
+    body_too_large: str  # the condition that sends a request to the body-limit replies
+    body_too_large_replies: tuple[Reply, ...]  # before routing to a node or alias
     no_route_replies: tuple[Reply, ...]  # the request named no node or alias that is served
     error_bodies: tuple[tuple[int, str], ...]  # HAProxy's own 502/503/504 as JSON
     backends: tuple[ProxyBackend, ...]
     threads: int = 1
+    lua_script: str = str(REPLY_SCRIPT)
 
 
 # HAProxy's own errors (no instance reachable, none answered in time) in the instances' JSON form
@@ -329,7 +342,8 @@ def plan_haproxy(config: GatewayConfig, runtime_dir: Path) -> HaproxyPlan:
         timeout_keep_alive=_duration(idle),
         max_body_bytes=config.max_body_bytes,
         target_pattern=f"^{NAME_CHARS.pattern[:-1]}{{1,{MAX_NAME}}}$",
-        request_replies=_body_limit_replies(config.max_body_bytes),
+        body_too_large=_declared_over(config.max_body_bytes),
+        body_too_large_replies=_body_limit_replies(config.max_body_bytes),
         no_route_replies=_no_route_replies(),
         error_bodies=tuple((status, _json_body(name, why)) for status, name, why in ERROR_BODIES),
         backends=tuple(backends),
@@ -503,15 +517,27 @@ def _grpc(status: int, code: int, message: str, condition: str = "") -> Reply:
     return Reply(status, condition, headers=(("grpc-status", str(code)), ("grpc-message", message)))
 
 
+def _declared_over(size: int) -> str:
+    return f"{{ req.hdr_val(content-length) gt {size} }}"
+
+
 def _body_limit_replies(limit: int) -> tuple[Reply, ...]:
-    too_large = f"{{ req.hdr_val(content-length) gt {limit} }}"
+    """For a request whose declared body is over ``limit``. A chunked one is not known here:
+    HAProxy streams it, and the instance's own limit answers it."""
     message = (
         f"the request body of %[req.hdr_val(content-length)] bytes exceeds the gateway limit of "
         f"{_size(limit)} ({limit} bytes); send a smaller request"
     )
+    body = _json_body("PayloadTooLarge", message)
     return (
-        _grpc(200, GRPC_RESOURCE_EXHAUSTED, message, f"{IS_GRPC} {too_large}"),
-        Reply(413, too_large, "application/json", _json_body("PayloadTooLarge", message)),
+        # HTTP/2 ends just the stream: nothing to drain
+        _grpc(200, GRPC_RESOURCE_EXHAUSTED, message, IS_GRPC),
+        # the client waits for "100 Continue" before it sends the body: it sends nothing
+        Reply(413, "{ req.hdr(expect) -m str -i 100-continue }", "application/json", body),
+        # more than is worth reading: a client that is still writing may see a reset
+        Reply(413, _declared_over(limit * DRAIN_FACTOR), "application/json", body),
+        # the body is read and dropped: a client that writes all of it before it reads gets this
+        Reply(413, "", "application/json", body, drains_body=True),
     )
 
 

@@ -23,6 +23,11 @@ from checkpoint2svc.runtime.service import CellService
 
 log = logging.getLogger("checkpoint2svc.rest")
 JSON = "application/json"
+# What is left of a refused request body is read (and dropped) before the 413 goes out, up to
+# DRAIN_FACTOR times the limit more and for DRAIN_SECONDS at most: ExecuteEndpoint._discard_rest.
+# The gateway drains a body over its own limit as far (gateway/config.py).
+DRAIN_FACTOR = 4
+DRAIN_SECONDS = 10.0
 
 
 Headers = list[tuple[bytes, bytes]]
@@ -55,16 +60,20 @@ class ExecuteEndpoint:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         rid = headers.get(b"x-request-id", b"").decode("latin-1") or self.service.next_request_id()
-        status, payload = await self._respond(headers, receive, rid)
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"x-request-id", rid.encode("latin-1")),
-            ],
-        })  # fmt: skip
+        body = await self._read_body(headers, receive)
+        if body is None:
+            await self._discard_rest(headers, receive)
+            status, payload = self._too_large("the request body")
+        else:
+            status, payload = await self._respond(headers, body, rid)
+        response_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-request-id", rid.encode("latin-1")),
+        ]
+        if body is None:  # the connection ends here: past the bounds, some of the body is unread
+            response_headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
         alias = headers.get(b"x-node-alias")  # set by the gateway on alias traffic only
         self.service.metrics.observe(
@@ -93,13 +102,38 @@ class ExecuteEndpoint:
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    async def _discard_rest(self, headers: dict[bytes, bytes], receive: Receive) -> None:
+        """Read and drop what is left of a refused body, within bounds, before the 413 goes out.
+
+        A client that writes its whole body before it reads the answer (http.client, urllib,
+        httpx) must be let to finish: a server that closes with the body unread makes the
+        kernel reset the connection, and the client sees "connection reset" or "broken pipe"
+        instead of the 413 (uvicorn closes at once when the request said ``Connection: close``,
+        as urllib's requests do). An endless or slow sender must not hold the connection,
+        though: at most ``DRAIN_FACTOR`` times the limit more is read, for at most
+        ``DRAIN_SECONDS``; past that the 413 reaches only a client that reads while it sends.
+        """
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit():  # refused on its declared length, before anything was read
+            if int(declared) > self.limit * DRAIN_FACTOR:
+                return  # past the bounds from the start: answer at once
+            if headers.get(b"expect", b"").lower() == b"100-continue":
+                return  # the client waits for a "100 Continue" before it sends: it sends nothing
+        left = self.limit * DRAIN_FACTOR
+        with anyio.move_on_after(DRAIN_SECONDS):
+            while left >= 0:
+                message = await receive()  # uvicorn answers an Expect: 100-continue here
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return  # the body is over, or the client has gone
+                left -= len(message.get("body", b""))
+            log.info("a refused request body went on past %dx the limit; closing", DRAIN_FACTOR)
+            return
+        log.info("a refused request body was not over after %g s; closing", DRAIN_SECONDS)
+
     async def _respond(
-        self, headers: dict[bytes, bytes], receive: Receive, rid: str
+        self, headers: dict[bytes, bytes], body: bytes, rid: str
     ) -> tuple[int, bytes]:
         service = self.service
-        body = await self._read_body(headers, receive)
-        if body is None:
-            return self._too_large("the request body")
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

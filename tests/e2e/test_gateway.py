@@ -4,6 +4,8 @@ one port, body limit, unknown nodes, health changes and reloads under load, adop
 from __future__ import annotations
 
 import collections
+import http.client
+import json
 import socket
 import threading
 import time
@@ -32,6 +34,7 @@ from checkpoint2svc.gateway import (
 )
 from tests.e2e.instance import Instance, free_port
 from tests.e2e.test_serve_grpc import NODE_EXECUTE, ReflectedClient, list_form_inputs
+from tests.e2e.test_serve_rest import write_whole_body_then_read
 
 pytestmark = pytest.mark.slow
 
@@ -155,6 +158,31 @@ def test_body_over_the_limit_is_refused_by_the_gateway(gateway: RunningGateway) 
     assert "x-node-instance" not in response.headers  # no instance saw it
     stats = gateway.gateway.server_stats()
     assert stats[("node.greeter.http", "BACKEND")].get("req_tot", 0) == 0
+
+
+@pytest.mark.parametrize("connection", ["keep-alive", "close"])
+def test_a_client_that_writes_its_whole_body_first_gets_the_gateways_413(
+    gateway: RunningGateway, greeter_input: dict[str, Any], connection: str
+) -> None:
+    """HAProxy's own replies close the connection with the body unread: http.client and urllib
+    got "broken pipe" instead of the 413. The refusal now leaves the body to be read first."""
+    path = "/datasphere/v1/nodes/greeter:execute"
+    client = http.client.HTTPConnection("127.0.0.1", gateway.config.port, timeout=60)
+    try:
+        status, error = write_whole_body_then_read(
+            client, path, b"x" * (SIXTEEN_MIB + (1 << 20)), connection=connection
+        )
+        assert status == 413
+        assert error["error_name"] == "PayloadTooLarge"
+        assert "exceeds the gateway limit of 16 MiB" in error["error_message"]
+        kept = client.sock  # None when the answer said "close": http.client connects anew
+        status, answer = write_whole_body_then_read(
+            client, path, json.dumps({"input": greeter_input}).encode()
+        )
+        assert status == 200 and answer["output"]["message"] == "Hello, Ada!"
+        assert (client.sock is kept) == (connection == "keep-alive")  # the same connection
+    finally:
+        client.close()
 
 
 def test_chunked_body_over_the_limit_is_refused_by_the_instance(gateway: RunningGateway) -> None:

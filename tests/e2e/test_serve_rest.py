@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import http.client
+import json
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nbformat
 import pytest
 
 from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
+from checkpoint2svc.runtime.rest import DRAIN_FACTOR, DRAIN_SECONDS
 from checkpoint2svc.runtime.service import CellService
 from tests.e2e.instance import Instance
 
 pytestmark = pytest.mark.slow
+
+SIXTEEN_MIB = 16 * 1024 * 1024
 
 
 @pytest.fixture
@@ -68,6 +78,104 @@ def test_oversized_request_is_refused_naming_the_limit(instance: Instance) -> No
     response = instance.execute({"features": [1.0] * 1000})
     assert response.status_code == 413
     assert "limit of 1048 bytes" in response.json()["error_message"]
+
+
+def write_whole_body_then_read(
+    client: http.client.HTTPConnection, path: str, body: bytes | Iterable[bytes], **headers: str
+) -> tuple[int, dict[str, Any]]:
+    """A POST as http.client, urllib and httpx make it: the whole body is written before the
+    answer is read (an iterable body goes chunked). When the server answers early and closes
+    with the body unread, the kernel resets the connection and this raises
+    ConnectionResetError or BrokenPipeError instead of returning the answer."""
+    client.request(
+        "POST", path, body=body, headers={"content-type": "application/json", **headers},
+        encode_chunked=not isinstance(body, bytes),
+    )  # fmt: skip
+    response = client.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def in_chunks(size: int) -> Iterator[bytes]:
+    for start in range(0, size, 1 << 20):
+        yield b"x" * min(1 << 20, size - start)
+
+
+@pytest.mark.parametrize("instance", [("greeter",)], indirect=True)
+def test_a_client_that_writes_its_whole_body_first_gets_the_413(instance: Instance) -> None:
+    """urllib asks for ``Connection: close``, after which uvicorn closed right after the 413:
+    with the body unread, the client got a connection reset instead of the answer."""
+    for body in (b"x" * (SIXTEEN_MIB + (1 << 20)), in_chunks(40 << 20)):
+        client = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=60)
+        try:
+            status, error = write_whole_body_then_read(client, "/execute", body, connection="close")
+        finally:
+            client.close()
+        assert status == 413
+        assert error["error_name"] == "PayloadTooLarge"
+        assert "the request body exceeds the limit of 16 MiB" in error["error_message"]
+    assert instance.execute({"name": "Ada", "values": [1]}).status_code == 200  # still serving
+
+
+@dataclass
+class EndlessUpload:
+    """What a client saw that POSTed a chunked body that never ends, reading meanwhile."""
+
+    answer: bytes
+    sent: int  # body bytes written before the server cut the connection (or the test gave up)
+    cut: bool  # the server closed the connection
+    seconds_past_limit: float  # from passing the 16 MiB limit to the cut
+
+
+def upload_without_end(port: int, pause: float, give_up: float = 30) -> EndlessUpload:
+    """Past the limit, 4 KiB every ``pause`` seconds (0: 64 KiB chunks as fast as they go)."""
+    answer = bytearray()
+    head = b"POST /execute HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=give_up) as connection:
+
+        def read() -> None:
+            with contextlib.suppress(OSError):
+                while data := connection.recv(65536):
+                    answer.extend(data)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        connection.sendall(head)
+        sent, past_limit, started = 0, 0.0, time.monotonic()
+        cut = False
+        try:
+            while sent < 512 << 20 and time.monotonic() - started < give_up:
+                if not reader.is_alive():  # the server closed its end
+                    cut = True
+                    break
+                size = 4096 if pause and past_limit else 65536
+                connection.sendall(b"%x\r\n%s\r\n" % (size, b"x" * size))
+                sent += size
+                if sent > SIXTEEN_MIB:
+                    past_limit = past_limit or time.monotonic()
+                    time.sleep(pause)
+        except OSError:  # reset or broken pipe: the server closed with the rest unread
+            cut = True
+        ended = time.monotonic()
+        reader.join(5)  # what arrived before a reset can still be read: not closed under it
+    return EndlessUpload(bytes(answer), sent, cut, ended - (past_limit or ended))
+
+
+@pytest.mark.parametrize("instance", [("greeter",)], indirect=True)
+@pytest.mark.parametrize("pause", [0.0, 0.1], ids=["fast", "slow"])
+def test_a_refused_body_that_never_ends_is_cut_off(instance: Instance, pause: float) -> None:
+    """The rest of a refused body is read within bounds (DRAIN_FACTOR times the limit, at most
+    DRAIN_SECONDS); uvicorn alone read and dropped it for as long as the client sent."""
+    upload = upload_without_end(instance.port, pause)
+    assert upload.cut, (
+        f"still reading after {upload.sent >> 20} MiB, {upload.seconds_past_limit:.0f} s"
+    )
+    assert upload.answer.startswith(b"HTTP/1.1 413 ")
+    assert b"connection: close" in upload.answer.lower()
+    assert b"exceeds the limit of 16 MiB" in upload.answer
+    # the limit, DRAIN_FACTOR times it more, and what the socket buffers took meanwhile
+    assert upload.sent < SIXTEEN_MIB * (1 + DRAIN_FACTOR + 1)
+    assert upload.seconds_past_limit < DRAIN_SECONDS + 5
+    assert instance.execute({"name": "Ada", "values": [1]}).status_code == 200  # still serving
 
 
 @pytest.mark.parametrize("instance", [("counter-shared",)], indirect=True)

@@ -19,7 +19,13 @@ from checkpoint2svc.gateway import (
     GatewayServer,
     render_haproxy_config,
 )
-from checkpoint2svc.gateway.config import plan_haproxy, runtime_commands, split_weights
+from checkpoint2svc.gateway.config import (
+    DRAIN_FACTOR,
+    REPLY_SCRIPT,
+    plan_haproxy,
+    runtime_commands,
+    split_weights,
+)
 
 RUNTIME = Path("gw-runtime")  # for plans that are only compared
 
@@ -139,14 +145,28 @@ def test_timeouts_are_rendered(tmp_path: Path) -> None:
 def test_body_limit(tmp_path: Path, limit: int, shown: str) -> None:
     text = checked(GatewayConfig(8090, (greeter(),), max_body_bytes=limit), tmp_path)
     frontend = lines_of(text, "frontend gateway")
-    refusal = [line for line in frontend if "return status 413" in line]
-    assert len(refusal) == 1
-    assert refusal[0].endswith(f"if {{ req.hdr_val(content-length) gt {limit} }}")
-    assert f"gateway limit of {shown}" in refusal[0]
-    # the limit is checked before a node is chosen
-    assert frontend.index(refusal[0]) < next(
-        i for i, line in enumerate(frontend) if "txn.target" in line
+    too_large = (
+        f"use_backend gateway.body-too-large if {{ req.hdr_val(content-length) gt {limit} }}"
     )
+    # the limit is checked before a node is chosen
+    assert frontend.index(too_large) < next(
+        i for i, line in enumerate(frontend) if line.startswith("use_backend %[var(txn.kind)]")
+    )
+    replies = lines_of(text, "backend gateway.body-too-large")
+    assert all(f"gateway limit of {shown}" in line for line in replies if "return" in line)
+    grpc, waiting, huge, *drained = replies
+    assert 'grpc-status "8"' in grpc and grpc.endswith("if { var(txn.proto) -m str grpc }")
+    # a client that waits for "100 Continue" has sent no body: the answer goes at once
+    assert "return status 413" in waiting and "100-continue" in waiting
+    # a body declared more than worth reading: at once too (the connection closes unread)
+    assert huge.startswith("http-request return status 413")
+    assert huge.endswith(f"if {{ req.hdr_val(content-length) gt {limit * DRAIN_FACTOR} }}")
+    # any other: from the Lua service, after which HAProxy reads and drops the body
+    assert drained[0] == "http-request set-var(txn.reply_status) int(413)"
+    assert any(line.startswith("http-request set-var-fmt(txn.reply_body)") and
+               f"gateway limit of {shown}" in line for line in drained)  # fmt: skip
+    assert drained[-1] == "http-request use-service lua.reply"
+    assert f'lua-load-per-thread "{REPLY_SCRIPT}"' in lines_of(text, "global")
 
 
 def test_stats_port_serves_prometheus(tmp_path: Path) -> None:
