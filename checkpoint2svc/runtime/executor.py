@@ -9,6 +9,7 @@ sees; the generators start from the pinned position once. Either way one call ru
 
 from __future__ import annotations
 
+import builtins
 import linecache
 import threading
 import traceback
@@ -21,6 +22,14 @@ from checkpoint2svc.runtime.random_state import RandomState
 
 ExecutionMode = Literal["isolated", "shared"]
 CELL_FILENAME = "<target cell>"
+
+
+def display(*objects: Any, **options: Any) -> None:
+    """IPython's ``display()`` where there is no IPython (a served cell): notebooks call it all
+    the time; an instance has no front end, so each object's text goes to the log, as a print
+    does."""
+    for value in objects:
+        print(repr(value))
 
 
 def cell_traceback(exc: BaseException) -> list[str]:
@@ -58,6 +67,8 @@ class CellExecutor:
         linecache.cache[CELL_FILENAME] = (len(source), None, source.splitlines(True), CELL_FILENAME)
         self._lock = threading.Lock()
         state.setdefault("__builtins__", __builtins__)
+        if not hasattr(builtins, "display"):  # IPython's own, in the pinning kernel
+            state.setdefault("display", display)
         self.pinned: PinnedState | None = None
         if mode == "isolated":
             self.pinned = PinnedState(state, self._code, random_state, [*self.inputs, *ignore])
@@ -100,4 +111,5 @@ __all__ = [
     "CellExecutor",
     "ExecutionMode",
     "cell_traceback",
+    "display",
 ]

@@ -27,6 +27,8 @@ import datetime
 import decimal
 import dis
 import fractions
+import io
+import pickle
 import sys
 import types
 from collections.abc import Iterable, Iterator, Mapping
@@ -109,6 +111,8 @@ class IsolationPlan:
 
     copied: list[str] = field(default_factory=list)
     """Globals given a fresh deep copy per call."""
+    unpickled: dict[str, Pickled] = field(default_factory=dict)
+    """Globals that deepcopy would copy wrongly: unpickled afresh per call from these bytes."""
     shared: dict[str, str] = field(default_factory=dict)
     """Globals that cannot be copied (name -> why): every call sees the same object."""
     functions: list[_FunctionState] = field(default_factory=list)
@@ -170,13 +174,102 @@ def copy_seeds(roots: Iterable[Any]) -> tuple[list[Any], dict[int, Any]]:
     return flat, immutable
 
 
-def _copyable(value: Any) -> str | None:
-    """None if ``value`` deep-copies, else why not."""
+def _same_shape(original: Any, copied: Any, budget: int = 100_000) -> bool:
+    """Whether a copy kept what deepcopy is known to lose: an object that is its own
+    ``__dict__`` (a statsmodels ``Dataset``: a dict whose keys are its attributes) comes out of
+    deepcopy without attributes (pickling keeps them). Walks both side by side (within
+    ``budget`` objects), comparing types where both have the same key; caches that differ in
+    keys are not a difference."""
+    seen: set[int] = set()
+    stack = [(original, copied)]
+    while stack and len(seen) < budget:
+        a, b = stack.pop()
+        if type(a) is not type(b):
+            return False
+        if isinstance(a, _ATOMIC) or id(a) in seen:
+            continue
+        seen.add(id(a))
+        if isinstance(a, list | tuple):
+            stack.extend(zip(a, b, strict=False))
+        elif isinstance(a, dict):
+            stack.extend((a[k], b[k]) for k in a.keys() & b.keys())
+        attributes = getattr(a, "__dict__", None)
+        other = getattr(b, "__dict__", None)
+        if attributes is a and not _has_all(other, attributes):
+            return False  # its attributes are gone
+        if type(attributes) is dict and type(other) is dict and attributes is not a:
+            stack.extend((attributes[k], other[k]) for k in attributes.keys() & other.keys())
+    return True
+
+
+def _has_all(attributes: Any, wanted: Any) -> bool:
+    return (
+        isinstance(attributes, dict)
+        and isinstance(wanted, dict)
+        and wanted.keys() <= attributes.keys()
+    )
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles a value's data; classes, functions and modules go by reference to the very
+    objects (a notebook class is not importable by name, and a copy must stay an instance of
+    the class the cell sees)."""
+
+    def __init__(self, stream: io.BytesIO, refs: list[Any]) -> None:
+        super().__init__(stream, protocol=pickle.HIGHEST_PROTOCOL)
+        self.refs = refs
+
+    def persistent_id(self, obj: Any) -> int | None:
+        if isinstance(
+            obj, type | types.FunctionType | types.ModuleType | types.BuiltinFunctionType
+        ):
+            self.refs.append(obj)
+            return len(self.refs) - 1
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, stream: io.BytesIO, refs: list[Any]) -> None:
+        super().__init__(stream)
+        self.refs = refs
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self.refs[pid]
+
+
+@dataclass(frozen=True)
+class Pickled:
+    """A value as bytes plus the classes and functions it refers to: unpickled afresh per call."""
+
+    data: bytes
+    refs: list[Any]
+
+    @classmethod
+    def of(cls, value: Any) -> Pickled:
+        stream, refs = io.BytesIO(), list[Any]()
+        _Pickler(stream, refs).dump(value)
+        return cls(stream.getvalue(), refs)
+
+    def load(self) -> Any:
+        return _Unpickler(io.BytesIO(self.data), self.refs).load()
+
+
+def _copier(value: Any) -> tuple[Pickled | None, str | None]:
+    """How ``value`` is copied per call: (None, None) by deepcopy; (pickled, None) by
+    unpickling (when deepcopy loses structure); (None, why) not at all."""
     try:
-        copy.deepcopy(value)
+        if _same_shape(value, copy.deepcopy(value)):
+            return None, None
+        why = "deep copies of it lose attributes"
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        why = f"{type(exc).__name__}: {exc}"
+    try:
+        pickled = Pickled.of(value)
+        if _same_shape(value, pickled.load()):
+            return pickled, None
+    except Exception as exc:
+        why = f"{why}; pickling it fails ({type(exc).__name__}: {exc})"
+    return None, why
 
 
 class PinnedState:
@@ -249,11 +342,13 @@ class PinnedState:
             dunder = name.startswith("__") and name.endswith("__")
             if dunder or name in inputs or is_immutable(value):  # inputs: set by every call
                 continue
-            reason = _copyable(value)
-            if reason is None:
-                plan.copied.append(name)
-            else:
+            pickled, reason = _copier(value)
+            if reason is not None:
                 plan.shared[name] = reason
+            elif pickled is not None:
+                plan.unpickled[name] = pickled  # our own bytes, made here from the state
+            else:
+                plan.copied.append(name)
         plan.functions = [
             _FunctionState(
                 f, f.__defaults__, f.__kwdefaults__,
@@ -290,6 +385,8 @@ class PinnedState:
             memo[id(container)] = container.copy()
         for name in plan.copied:
             state[name] = copy.deepcopy(self._bindings[name], memo)
+        for name, pickled in plan.unpickled.items():
+            state[name] = pickled.load()
         for fs in plan.functions:
             if fs.defaults is not None and not is_immutable(fs.defaults):
                 fs.function.__defaults__ = copy.deepcopy(fs.defaults, memo)

@@ -94,7 +94,9 @@ def encode_json(value: Any, type_: TypeIR, field: str = "", tensors: TensorForma
     if isinstance(type_, DictOf):
         if not isinstance(value, dict):
             raise ValueConversionError(field, f"expected a dict, got {type(value).__name__}")
-        return {k: encode_json(v, type_.value, f"{field}.{k}", tensors) for k, v in value.items()}
+        return {  # str(k): numpy.str_ keys are not JSON object keys to orjson
+            str(k): encode_json(v, type_.value, f"{field}.{k}", tensors) for k, v in value.items()
+        }
     if isinstance(type_, Record):
         if not isinstance(value, dict):
             raise ValueConversionError(field, f"expected a dict, got {type(value).__name__}")

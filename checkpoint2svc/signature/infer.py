@@ -156,7 +156,8 @@ def _infer_mapping(value: dict[Any, Any], where: str, warn: Warn) -> TypeIR:
         return Json()
     if value and len(value) <= MAX_RECORD_FIELDS and all(is_identifier(k) for k in value):
         return Record(
-            tuple(Field(k, infer_type(v, f"{where}.{k}", warn)) for k, v in value.items())
+            # str(k): a numpy.str_ key (from an array of names) is a plain field name
+            tuple(Field(str(k), infer_type(v, f"{where}.{k}", warn)) for k, v in value.items())
         )
     if not value:
         warn(f"{where}: the dict was empty at pin time, so its value type is unknown (json)")

@@ -67,3 +67,11 @@ def test_an_output_the_cell_did_not_assign_is_reported() -> None:
     executor = CellExecutor(notebook_state(""), "if x:\n    y = 1", ["x"], ["y"])
     with pytest.raises(ExecutionError, match="did not assign its output 'y'"):
         executor.run({"x": False})
+
+
+def test_display_works_without_ipython_and_prints_to_the_log(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    executor = CellExecutor(notebook_state("x = 41"), "display(x + 1)\ny = x", [], ["y"])
+    assert executor.run({}) == {"y": 41}
+    assert capsys.readouterr().out == "42\n"

@@ -56,3 +56,20 @@ def test_bad_values_name_the_field(data: object, type_: object, field: str, reas
 def test_an_empty_batch_of_nested_lists_takes_its_shape_from_the_type() -> None:
     empty = decode_json([], Tensor("float32", (-1, 3)), "x")
     assert empty.shape == (0, 3) and empty.dtype == np.float32
+
+
+def test_numpy_string_keys_become_plain_field_names() -> None:
+    import numpy as np
+    import orjson
+
+    from checkpoint2svc.signature.infer import infer_type
+
+    value = {np.str_("setosa"): 0.9, np.str_("virginica"): 0.8}
+    type_ = infer_type(value, "recall", lambda message: None)
+    assert type_.render() == "{setosa: float, virginica: float}"
+    assert orjson.loads(orjson.dumps(encode_json(value, type_, "recall"))) == {
+        "setosa": 0.9, "virginica": 0.8,
+    }  # fmt: skip
+    many = {np.str_(f"w-{i}"): i for i in range(3)}  # not identifiers: dict[str, int]
+    encoded = encode_json(many, infer_type(many, "m", lambda message: None), "m")
+    assert [type(k) for k in encoded] == [str, str, str]
