@@ -3,8 +3,9 @@
 Each case builds a notebook-like state in this process (the kind of objects real notebooks keep:
 a fitted model, a lookup table, a data frame) and runs one cell over it through
 ``CellExecutor``, once in ``isolated`` mode (every call gets fresh copies of what the cell can
-reach, and everything is put back after it) and once in ``shared`` mode (the cell runs on the
-state as it is: the least any executor does). The two take turns call by call, so a busy moment
+reach, the global random generators are put back where the notebook had them, and everything
+is put back after it) and once in ``shared`` mode (the cell runs on the state as it is: the
+least any executor does). The two take turns call by call, so a busy moment
 costs both alike; ``--rounds`` rounds of ``--calls`` calls each, the median of the rounds'
 medians reported, with the ratio isolated / shared and the per-call time isolation adds.
 No server is involved: the REST and gRPC benchmarks measure the whole request path.
@@ -28,6 +29,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from checkpoint2svc.runtime.executor import CellExecutor
+from checkpoint2svc.runtime.random_state import RandomState
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,9 @@ def per_call(executor: CellExecutor, inputs: dict[str, Any]) -> float:
 
 
 def measure(case: Case, calls: int, rounds: int) -> tuple[float, float, list[str]]:
-    isolated = CellExecutor(case.state(), case.cell, list(case.inputs), [], "isolated")
-    shared = CellExecutor(case.state(), case.cell, list(case.inputs), [], "shared")
+    generators = RandomState.capture()  # as a served checkpoint has them: restored per call
+    isolated = CellExecutor(case.state(), case.cell, list(case.inputs), [], "isolated", generators)
+    shared = CellExecutor(case.state(), case.cell, list(case.inputs), [], "shared", generators)
     assert isolated.pinned is not None
     for _ in range(20):  # warm up both
         per_call(isolated, case.inputs)

@@ -69,11 +69,17 @@ class CellExecutor:
         state.setdefault("__builtins__", __builtins__)
         if not hasattr(builtins, "display"):  # IPython's own, in the pinning kernel
             state.setdefault("display", display)
+        self.random_state = random_state
         self.pinned: PinnedState | None = None
         if mode == "isolated":
             self.pinned = PinnedState(state, self._code, random_state, [*self.inputs, *ignore])
-        elif random_state is not None:
-            random_state.restore()  # shared: go on from where the notebook was
+        else:
+            self.pin_generators()  # shared: go on from where the notebook was
+
+    def pin_generators(self) -> None:
+        """Set the global random generators to where the notebook had them."""
+        if self.random_state is not None:
+            self.random_state.restore()
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Set the inputs as globals, execute the cell, return the outputs."""

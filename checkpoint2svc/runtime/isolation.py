@@ -6,8 +6,9 @@ mutable value the cell can reach is replaced by a fresh deep copy of the pinned 
 per call, so two names for one object stay one object), and so are the mutable defaults, closure
 cells and attributes of notebook functions and the data attributes of notebook classes. After the
 call everything is put back: the namespace's bindings (names the call added are removed), those
-functions and classes, the module attributes that notebook code assigns (``mod.attr = ...``, on
-any branch), and the global random generators (:mod:`random_state`).
+functions and classes, and the module attributes that notebook code assigns (``mod.attr = ...``,
+on any branch). The global random generators (:mod:`random_state`) are set to their pinned
+position before each call.
 
 The pinned objects themselves are never handed to a call, so nothing a call does, on whatever
 branch and through whatever path, reaches the next call. This is why isolated calls run one at a
@@ -406,7 +407,8 @@ class PinnedState:
             self.random_state.restore()
 
     def restore(self) -> None:
-        """Put back the pinned state, whatever the call changed."""
+        """Put back the pinned state, whatever the call changed (the random generators are put
+        back before each call: a shared executor of the same state re-pins them itself)."""
         plan, state = self.plan, self.state
         state.clear()
         state.update(self._bindings)
@@ -432,8 +434,6 @@ class PinnedState:
                 delattr(module, attribute)
             else:
                 setattr(module, attribute, value)
-        if self.random_state is not None:
-            self.random_state.restore()
 
 
 def _has_contents(cell: types.CellType) -> bool:

@@ -128,6 +128,8 @@ class CellService:
             got = self.encode_output(outputs, tensors="b64")
         except (ExecutionError, ValueConversionError) as exc:
             raise SelfTestError(f"the pinned example failed when replayed: {exc}") from exc
+        finally:
+            self.executor.pin_generators()  # a shared service starts where the notebook was
         expected = {v.name: v.example for v in self.manifest.outputs}
         types = {v.name: v.type for v in self.manifest.outputs}
         # As on the wire (NaN never equals itself); a cell pinned as non-deterministic is judged
