@@ -126,7 +126,10 @@ def analyze_cell(source: str, where: str = "the cell") -> CellNames:
         else:
             continue
         assigns.extend(n for n in names if n not in assigns)
-    assigns = [n for n in assigns if _is_top_level_binding(top, n)]
+    assigns = sorted(  # in source order (ast.walk is breadth-first)
+        (n for n in assigns if _is_top_level_binding(top, n)),
+        key=lambda n: stores.get(n, (sys.maxsize, 0)),
+    )
 
     binds = [s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()]
     reads = [

@@ -4,18 +4,17 @@ JSON values are equal. No kernels, no processes: unit-tested in tests/unit/test_
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import re
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Literal
 
-Status = Literal["measured", "nondeterministic", "no wire value", "reference failed"]
+from checkpoint2svc.errors import SignatureError
+from checkpoint2svc.signature.cell_analysis import analyze_cell, to_python
 
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+Status = Literal["measured", "nondeterministic", "no wire value", "reference failed"]
 
 
 @dataclass(frozen=True)
@@ -31,52 +30,12 @@ class ResultCell:
     first_line: str
 
 
-@lru_cache(maxsize=1)
-def _transformer() -> Any:
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    return TransformerManager()
-
-
-def to_python(source: str) -> str:
-    """Cell source with IPython syntax (``%matplotlib inline``, ``!ls``) as plain Python."""
-    if not any(marker in source for marker in ("%", "!", "?")):
-        return source
-    return str(_transformer().transform_cell(source))
-
-
-def _target_names(target: ast.expr) -> list[str]:
-    if isinstance(target, ast.Name):
-        return [target.id]
-    if isinstance(target, ast.Tuple | ast.List):
-        return [name for element in target.elts for name in _target_names(element)]
-    if isinstance(target, ast.Starred):
-        return _target_names(target.value)
-    return []  # `df["x"] = ...` and `obj.attr = ...` mutate a value, they bind no name
-
-
-def _assigned(node: ast.AST, names: list[str]) -> None:
-    """Collect names bound by assignment at module level (not inside def, class or lambda)."""
-    found: list[str] = []
-    if isinstance(node, ast.Assign):
-        found = [name for target in node.targets for name in _target_names(target)]
-    elif isinstance(node, ast.AnnAssign | ast.AugAssign):
-        if not (isinstance(node, ast.AnnAssign) and node.value is None):
-            found = _target_names(node.target)
-    elif isinstance(node, ast.NamedExpr):
-        found = _target_names(node.target)
-    names.extend(name for name in found if name not in names)
-    for child in ast.iter_child_nodes(node):
-        if not isinstance(child, _SCOPES):
-            _assigned(child, names)
-
-
 def assigned_names(source: str) -> tuple[str, ...]:
     """The names a cell assigns (``=``, ``+=``, ``x: T = ...``, ``:=``) at its top level, minus
-    those starting with ``_``; imports, ``def``, ``class`` and loop variables do not count."""
-    names: list[str] = []
-    _assigned(ast.parse(to_python(source)), names)
-    return tuple(name for name in names if not name.startswith("_"))
+    those starting with ``_``; imports, ``def``, ``class`` and loop variables do not count.
+    (The product's cell analysis, which pin's default outputs use too.)"""
+    assigns = analyze_cell(to_python(source), "the cell").assigns
+    return tuple(name for name in assigns if not name.startswith("_"))
 
 
 def first_line(source: str) -> str:
@@ -90,7 +49,7 @@ def result_cells(notebook: Any) -> list[ResultCell]:
     for code_index, (cell_index, cell) in enumerate(code):
         try:
             names = assigned_names(cell.source)
-        except SyntaxError:
+        except SignatureError:  # not valid Python
             continue
         if names:
             cells.append(ResultCell(code_index, cell_index, names, first_line(cell.source)))
