@@ -120,6 +120,9 @@ class IsolationPlan:
     classes: list[_ClassState] = field(default_factory=list)
     module_attributes: list[tuple[types.ModuleType, str, Any]] = field(default_factory=list)
     """(module, attribute, pinned value or _MISSING) put back after each call."""
+    caches: list[Any] = field(default_factory=list)
+    """Memoized notebook functions (``functools.cache``): emptied after each call, or a cached
+    result computed from one call's inputs would answer the next."""
     flat: list[Any] = field(default_factory=list)
     """Containers of immutable values among what is copied: a shallow copy each."""
     immutable: dict[int, Any] = field(default_factory=dict)
@@ -309,6 +312,7 @@ class PinnedState:
         reached: dict[str, None] = {}
         functions: dict[int, types.FunctionType] = {}
         classes: dict[int, type] = {}
+        caches: dict[int, Any] = {}
         queue = sorted(code_global_names(cell_code))
         everything = False
         while queue:
@@ -318,8 +322,11 @@ class PinnedState:
             reached[name] = None
             value = state[name]
             found: list[types.FunctionType] = []
-            if self._is_notebook_function(value):
-                found.append(value)
+            unwrapped = _unwrap(value)
+            if self._is_notebook_function(unwrapped):
+                found.append(unwrapped)
+            if unwrapped is not value and callable(getattr(value, "cache_clear", None)):
+                caches[id(value)] = value  # functools.lru_cache / cache over a notebook function
             for cls in self._notebook_classes_of(value):
                 if id(cls) not in classes:
                     classes[id(cls)] = cls
@@ -337,7 +344,7 @@ class PinnedState:
                     functions.setdefault(id(value), value)
                 for cls in self._notebook_classes_of(value):
                     classes.setdefault(id(cls), cls)
-        plan = IsolationPlan()
+        plan = IsolationPlan(caches=list(caches.values()))
         for name in state if everything else reached:
             value = state[name]
             dunder = name.startswith("__") and name.endswith("__")
@@ -426,6 +433,8 @@ class PinnedState:
             for key, value in cs.attributes.items():
                 if vars(cs.cls).get(key, _MISSING) is not value:
                     setattr(cs.cls, key, value)
+        for cache in plan.caches:
+            cache.cache_clear()
         for module, attribute, value in plan.module_attributes:
             current = vars(module).get(attribute, _MISSING)
             if current is value:
@@ -434,6 +443,16 @@ class PinnedState:
                 delattr(module, attribute)
             else:
                 setattr(module, attribute, value)
+
+
+def _unwrap(value: Any) -> Any:
+    """The function under decorators that keep ``__wrapped__`` (functools.wraps, lru_cache)."""
+    for _ in range(16):
+        inner = getattr(value, "__wrapped__", None) if callable(value) else None
+        if inner is None or inner is value:
+            return value
+        value = inner
+    return value
 
 
 def _has_contents(cell: types.CellType) -> bool:

@@ -92,6 +92,17 @@ PATHS = {
         "import c2s_isolation_probe as probe\ndef louder():\n    probe.level += 1\n",
         "if mode == 'leak':\n    louder()\nsize = probe.level",
     ),
+    "a memoized notebook function": (
+        "import functools\nseen = []\n@functools.lru_cache\ndef note(x):\n"
+        "    seen.append(x)\n    return len(seen)\n",
+        "size = note(n) if mode == 'leak' else len(seen)",
+    ),
+    "a decorated notebook function": (
+        "import functools\nseen = []\ndef logged(f):\n    @functools.wraps(f)\n"
+        "    def inner(*a):\n        return f(*a)\n    return inner\n"
+        "@logged\ndef note(x):\n    seen.append(x)\n    return len(seen)\n",
+        "size = note(n) if mode == 'leak' else len(seen)",
+    ),
     "globals() by name": (
         "count = 0",
         "if mode == 'leak':\n    globals()['count'] = count + 1\nsize = count",
@@ -108,6 +119,7 @@ FIRST = {  # what the first call answers on the leak branch
     "an attribute added to a class": 5, "nested containers": 2, "an object inside a tuple": 1,
     "a closure": 1, "a mutable default argument": 1, "a function attribute": 1,
     "a module attribute": 2, "a module attribute set by a notebook function": 1,
+    "a memoized notebook function": 1, "a decorated notebook function": 1,
     "globals() by name": 1, "a numpy array in place": 3,
 }  # fmt: skip
 
@@ -287,3 +299,11 @@ def test_the_random_module_is_put_back_after_a_call_moved_it_in_any_way() -> Non
         move()
         pinned.restore()
         assert [random.random() for _ in range(2)] == expected
+
+
+def test_a_memoized_function_does_not_answer_from_an_earlier_calls_inputs() -> None:
+    state = notebook_state(
+        "import functools\nfactor = 1\n@functools.cache\ndef scaled(x):\n    return x * factor\n"
+    )
+    executor = CellExecutor(state, "y = scaled(10)", ["factor"], ["y"])
+    assert [executor.run({"factor": f})["y"] for f in (2, 3, 2)] == [20, 30, 20]
