@@ -8,10 +8,12 @@ in the kernel.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import re
 import sys
+import traceback
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -286,12 +288,14 @@ def _output_of(name: str, value: Any, warnings: list[str], strict: bool) -> _Out
     """The output's type and example, or why it has none (the json fallback's warnings are kept
     only for an output that is served)."""
     heard: list[str] = []
-    fix = f"make the cell give {name!r} a value of one precise type, or omit it from --outputs"
-    type_ = _type_of(name, value, None, heard, strict, fix)
+    type_ = _type_of(name, value, None, heard, False, "")
     try:
         example = encode_json(value, type_, name, tensors="b64")
-    except ValueConversionError as exc:
+    except ValueConversionError as exc:  # left out, --strict or not
         return _Output(name, None, None, f"{_qualified_type(value)}: {exc.reason}")
+    if strict and heard:
+        fix = f"make the cell give {name!r} a value of one precise type, or omit it from --outputs"
+        _type_of(name, value, None, [], True, fix)  # raises, naming the fallback
     warnings.extend(heard)
     return _Output(name, type_, example)
 
@@ -433,7 +437,7 @@ def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False)
 
 def _run_example(runner: CellExecutor, inputs: dict[str, Any], label: str) -> dict[str, Any]:
     try:
-        return runner.run(inputs)
+        return runner.run(copy.deepcopy(inputs))  # a cell may change its inputs in place
     except ExecutionError as exc:
         raise CellExecutionError(
             f"{label} raised {exc.error_name} on the example inputs: {exc.error_message}",
@@ -447,7 +451,7 @@ def _same_again(
     """Run the cell a second time from the same state: do the served outputs come out equal?"""
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):  # said once already
         try:
-            again = runner.run(inputs)
+            again = runner.run(copy.deepcopy(inputs))
             second = {o.name: encode_json(again[o.name], o.type, o.name, tensors="b64")
                       for o in served if o.type is not None}  # fmt: skip
         except Checkpoint2SvcError as exc:
@@ -476,4 +480,11 @@ def capture(request_path: str) -> None:
         result: dict[str, Any] = {"ok": capture_into(PinRequest.read(request_file), out_dir)}
     except Checkpoint2SvcError as exc:
         result = {"error": error_to_wire(exc)}
+    except Exception as exc:  # a bug of ours, or an object nothing foresaw: say what, not crash
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        message = (
+            f"capturing the state failed ({type(exc).__name__}: {exc}); please report it with "
+            "the traceback, and try --mode shared meanwhile"
+        )
+        result = {"error": error_to_wire(CellExecutionError(message, "".join(lines)))}
     (out_dir / RESULT_NAME).write_text(json.dumps(result), encoding="utf-8")

@@ -89,11 +89,11 @@ class CellExecutor:
         with self._lock:
             if self.pinned is None:
                 return self._execute(self._state, inputs)
-            self.pinned.prepare()
             try:
+                self.pinned.prepare()
                 return self._execute(self._state, inputs)
             finally:
-                self.pinned.restore()
+                self.pinned.restore()  # also after a prepare that failed half-way
 
     def _execute(self, namespace: dict[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
         for name in self.inputs:

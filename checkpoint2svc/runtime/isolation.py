@@ -27,7 +27,9 @@ import copy
 import datetime
 import decimal
 import dis
+import enum
 import fractions
+import functools
 import io
 import pickle
 import sys
@@ -46,7 +48,11 @@ _ATOMIC = (
     decimal.Decimal, fractions.Fraction, datetime.date, datetime.time, datetime.timedelta,
     types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type,
 )  # fmt: skip
-_CLASS_INTERNALS = frozenset({"__dict__", "__weakref__", "__module__", "__doc__", "__qualname__"})
+_FRAMEWORK_ATTRIBUTES = frozenset({"_abc_impl"})
+_LEAVES = (
+    int, float, complex, str, bytes, bool, type(None), types.ModuleType,
+    types.BuiltinFunctionType, type(Ellipsis),
+)  # fmt: skip
 _MISSING = object()
 
 
@@ -97,13 +103,19 @@ class _FunctionState:
     kwdefaults: dict[str, Any] | None
     cells: tuple[tuple[types.CellType, Any], ...]
     attributes: dict[str, Any]
+    copy_defaults: bool = False
+    copy_kwdefaults: bool = False
+    copied_cells: list[int] = field(default_factory=list)
+    copied_attributes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class _ClassState:
     cls: type
     attributes: dict[str, Any]
-    """Every entry of the class's ``__dict__`` but the interpreter's own, as pinned."""
+    """The class's own data attributes, as pinned (put back after each call)."""
+    copied: list[str] = field(default_factory=list)
+    """Those given a fresh copy per call."""
 
 
 @dataclass
@@ -290,6 +302,8 @@ class PinnedState:
         self.state = state
         self.random_state = random_state
         self._bindings = dict(state)
+        self._figures: set[int] = set()
+        self._classes_of: dict[type, list[type]] = {}
         self.plan = self._plan(cell_code, set(inputs))
 
     def _is_notebook_function(self, value: Any) -> bool:
@@ -304,7 +318,11 @@ class PinnedState:
     def _notebook_classes_of(self, value: Any) -> list[type]:
         """The notebook classes ``value`` is, or is an instance of (with their notebook bases)."""
         kind = value if isinstance(value, type) else type(value)
-        return [c for c in kind.__mro__ if self._is_notebook_class(c)]
+        found = self._classes_of.get(kind)
+        if found is None:
+            found = [c for c in kind.__mro__ if self._is_notebook_class(c)]
+            self._classes_of[kind] = found
+        return found
 
     def _plan(self, cell_code: types.CodeType, inputs: set[str]) -> IsolationPlan:
         state = self.state
@@ -314,13 +332,11 @@ class PinnedState:
         classes: dict[int, type] = {}
         caches: dict[int, Any] = {}
         queue = sorted(code_global_names(cell_code))
-        everything = False
-        while queue:
-            name = queue.pop(0)
-            if name in reached or name not in state:
-                continue
-            reached[name] = None
-            value = state[name]
+        walked: set[int] = set()
+
+        def meet(value: Any) -> None:
+            """A value the cell can reach: its notebook functions and classes are planned, and
+            the globals they read are reached in turn."""
             found: list[types.FunctionType] = []
             unwrapped = _unwrap(value)
             if self._is_notebook_function(unwrapped):
@@ -336,15 +352,33 @@ class PinnedState:
                     functions[id(function)] = function
                     codes.append(function.__code__)
                     queue.extend(sorted(code_global_names(function.__code__)))
+                    walk([function])
+
+        def walk(roots: list[Any]) -> None:
+            """Notebook functions and classes held inside values (a dict of handlers, a partial,
+            a bound method, a closure, an instance inside a list) count as reached too."""
+            stack = list(roots)
+            while stack and len(walked) < MAX_WALKED:
+                value = stack.pop()
+                if id(value) in walked or isinstance(value, _LEAVES):
+                    continue
+                walked.add(id(value))
+                meet(value)
+                stack.extend(_references(value))
+
+        while queue:
+            name = queue.pop(0)
+            if name in reached or name not in state:
+                continue
+            reached[name] = None
+            walk([state[name]])
         names = set().union(*(code_global_names(c) for c in codes))
-        if names & _DYNAMIC_GLOBALS:
-            everything = True
-            for value in state.values():
-                if self._is_notebook_function(value):
-                    functions.setdefault(id(value), value)
-                for cls in self._notebook_classes_of(value):
-                    classes.setdefault(id(cls), cls)
+        everything = bool(names & _DYNAMIC_GLOBALS)
+        if everything:
+            walk(list(state.values()))
         plan = IsolationPlan(caches=list(caches.values()))
+        for cache in plan.caches:
+            cache.cache_clear()  # what dill kept of it is not what the notebook had either
         for name in state if everything else reached:
             value = state[name]
             dunder = name.startswith("__") and name.endswith("__")
@@ -357,22 +391,16 @@ class PinnedState:
                 plan.unpickled[name] = pickled  # our own bytes, made here from the state
             else:
                 plan.copied.append(name)
-        plan.functions = [
-            _FunctionState(
-                f, f.__defaults__, f.__kwdefaults__,
-                tuple((c, c.cell_contents) for c in f.__closure__ or () if _has_contents(c)),
-                dict(f.__dict__),
-            )
-            for f in functions.values()
-        ]  # fmt: skip
+        plan.functions = [self._function_state(f, plan.shared) for f in functions.values()]
         plan.classes = [
-            _ClassState(c, {k: v for k, v in vars(c).items() if k not in _CLASS_INTERNALS})
+            self._class_state(c, plan.shared)
             for c in classes.values()
+            if not isinstance(c, enum.EnumMeta)  # members cannot be reassigned, nor need it
         ]
         roots: list[Any] = [state[name] for name in plan.copied]
         for fs in plan.functions:
             roots += [fs.defaults, fs.kwdefaults, *(c for _, c in fs.cells), fs.attributes]
-        roots += [cs.attributes for cs in plan.classes]
+        roots += [[cs.attributes[k] for k in cs.copied] for cs in plan.classes]
         plan.flat, plan.immutable = copy_seeds(roots)
         stored = set().union(*(stored_attributes(c) for c in codes))
         modules = [v for n, v in state.items() if isinstance(v, types.ModuleType)]
@@ -385,6 +413,45 @@ class PinnedState:
                     )
         return plan
 
+    @staticmethod
+    def _function_state(f: types.FunctionType, shared: dict[str, str]) -> _FunctionState:
+        """What of a notebook function a call could change, each part checked to copy."""
+        name = f.__qualname__
+
+        def copyable(value: Any, where: str) -> bool:
+            if is_immutable(value):
+                return False
+            pickled, reason = _copier(value)
+            if reason is None and pickled is None:
+                return True
+            shared[f"{name}{where}"] = reason or "deep copies of it lose attributes"
+            return False
+
+        cells = tuple((c, c.cell_contents) for c in f.__closure__ or () if _has_contents(c))
+        return _FunctionState(
+            f, f.__defaults__, f.__kwdefaults__, cells, dict(f.__dict__),
+            copy_defaults=copyable(f.__defaults__, " (its defaults)"),
+            copy_kwdefaults=copyable(f.__kwdefaults__, " (its defaults)"),
+            copied_cells=[i for i, (_, v) in enumerate(cells) if copyable(v, " (its closure)")],
+            copied_attributes=[k for k, v in f.__dict__.items() if copyable(v, f".{k}")],
+        )  # fmt: skip
+
+    @staticmethod
+    def _class_state(cls: type, shared: dict[str, str]) -> _ClassState:
+        """A notebook class's own data attributes (not the interpreter's or a framework's:
+        dunders, ``_abc_impl``, descriptors), each checked to copy."""
+        attributes = {k: v for k, v in vars(cls).items() if _is_class_data(k)}
+        copied = []
+        for key, value in attributes.items():
+            if is_immutable(value) or _is_descriptor(value):
+                continue
+            pickled, reason = _copier(value)
+            if reason is None and pickled is None:
+                copied.append(key)
+            else:
+                shared[f"{cls.__qualname__}.{key}"] = reason or "deep copies of it lose attributes"
+        return _ClassState(cls, attributes, copied)
+
     def prepare(self) -> None:
         """Give the coming call fresh copies of everything it can change."""
         plan, state = self.plan, self.state
@@ -396,20 +463,20 @@ class PinnedState:
         for name, pickled in plan.unpickled.items():
             state[name] = pickled.load()
         for fs in plan.functions:
-            if fs.defaults is not None and not is_immutable(fs.defaults):
+            if fs.copy_defaults:
                 fs.function.__defaults__ = copy.deepcopy(fs.defaults, memo)
-            if fs.kwdefaults:
+            if fs.copy_kwdefaults:
                 fs.function.__kwdefaults__ = copy.deepcopy(fs.kwdefaults, memo)
-            for cell, contents in fs.cells:
-                if not is_immutable(contents):
-                    cell.cell_contents = copy.deepcopy(contents, memo)
-            for key, value in fs.attributes.items():
-                if not is_immutable(value):
-                    fs.function.__dict__[key] = copy.deepcopy(value, memo)
+            for index in fs.copied_cells:
+                cell, contents = fs.cells[index]
+                cell.cell_contents = copy.deepcopy(contents, memo)
+            for key in fs.copied_attributes:
+                fs.function.__dict__[key] = copy.deepcopy(fs.attributes[key], memo)
         for cs in plan.classes:
-            for key, value in cs.attributes.items():
-                if not is_immutable(value) and not _is_descriptor(value):
-                    setattr(cs.cls, key, copy.deepcopy(value, memo))
+            for key in cs.copied:
+                setattr(cs.cls, key, copy.deepcopy(cs.attributes[key], memo))
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        self._figures = set(pyplot.get_fignums()) if pyplot is not None else set()
         if self.random_state is not None:
             self.random_state.restore()
 
@@ -427,18 +494,23 @@ class PinnedState:
             fs.function.__dict__.clear()
             fs.function.__dict__.update(fs.attributes)
         for cs in plan.classes:
-            for key in [k for k in vars(cs.cls) if k not in _CLASS_INTERNALS]:
+            for key in [k for k in vars(cs.cls) if _is_class_data(k)]:
                 if key not in cs.attributes:
-                    delattr(cs.cls, key)
+                    delattr(cs.cls, key)  # added by the call
             for key, value in cs.attributes.items():
                 if vars(cs.cls).get(key, _MISSING) is not value:
                     setattr(cs.cls, key, value)
         for cache in plan.caches:
             cache.cache_clear()
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:  # pyplot's figures are module state: a call's own are closed
+            for number in set(pyplot.get_fignums()) - self._figures:
+                pyplot.close(number)
         for module, attribute, value in plan.module_attributes:
             current = vars(module).get(attribute, _MISSING)
-            if current is value:
-                continue
+            submodule = sys.modules.get(f"{module.__name__}.{attribute}")
+            if current is value or (submodule is not None and current is submodule):
+                continue  # unchanged, or a submodule the call imported: Python will not rebind it
             if value is _MISSING:
                 delattr(module, attribute)
             else:
@@ -461,6 +533,34 @@ def _has_contents(cell: types.CellType) -> bool:
     except ValueError:  # an empty cell: the variable is not bound yet
         return False
     return True
+
+
+def _is_class_data(key: str) -> bool:
+    """An attribute of a class that its code may change: not the interpreter's own (dunders:
+    ``__dataclass_fields__``, ``__match_args__``...) nor a framework's (``_abc_impl``)."""
+    return not (key.startswith("__") and key.endswith("__")) and key not in _FRAMEWORK_ATTRIBUTES
+
+
+def _references(value: Any) -> Iterator[Any]:
+    """What a value holds, for finding notebook functions and classes inside values: container
+    items, attributes, a partial's function and arguments, a method's function and object, a
+    function's closure and defaults."""
+    yield from _children(value)
+    if isinstance(value, functools.partial):
+        yield value.func
+        yield from value.args
+        yield from value.keywords.values()
+    elif isinstance(value, types.MethodType):
+        yield value.__func__
+        yield value.__self__
+    elif isinstance(value, types.FunctionType):
+        yield from (c.cell_contents for c in value.__closure__ or () if _has_contents(c))
+        yield from value.__defaults__ or ()
+        inner = getattr(value, "__wrapped__", None)
+        if inner is not None:
+            yield inner
+    elif callable(value) and getattr(value, "__wrapped__", None) is not None:
+        yield value.__wrapped__
 
 
 def _is_descriptor(value: Any) -> bool:

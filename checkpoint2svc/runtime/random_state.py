@@ -27,8 +27,13 @@ def _capture_random() -> Any:
     return {"version": version, "state": list(internal), "gauss_next": gauss}
 
 
-def _capture_numpy() -> Any:
-    name, keys, position, has_gauss, cached = sys.modules["numpy"].random.get_state()
+def _capture_numpy() -> Any | None:
+    """numpy's legacy global generator, or None when the notebook swapped in another bit
+    generator (``np.random.set_bit_generator``: then its state is not captured)."""
+    np = sys.modules["numpy"]
+    if type(np.random.mtrand._rand._bit_generator).__name__ != "MT19937":
+        return None
+    name, keys, position, has_gauss, cached = np.random.get_state()
     return {
         "bit_generator": name,
         "keys": [int(k) for k in keys],
@@ -60,6 +65,13 @@ class _WatchedGenerator:
         self.address: int | None = None
         self.pinned = b""
         self.first = True
+        self.watched: Any = None
+        """The generator object whose memory is read: held, so it stays alive, and the bytes
+        are read only while it is still the global one (a call may replace it)."""
+
+    def _current(self) -> Any:
+        """The global generator object now."""
+        raise NotImplementedError
 
     def _set(self) -> None:
         raise NotImplementedError
@@ -76,6 +88,7 @@ class _WatchedGenerator:
         address = self.address
         unmoved = (
             address is not None
+            and self._current() is self.watched
             and ctypes.string_at(address, self.STATE_BYTES) == self.pinned
             and self._cache_empty()
         )
@@ -89,6 +102,7 @@ class _WatchedGenerator:
             except Exception:  # another layout: always the full restore
                 self.address = None
             if self.address is not None:
+                self.watched = self._current()
                 self.pinned = ctypes.string_at(self.address, self.STATE_BYTES)
 
 
@@ -100,14 +114,26 @@ class _NumpyGlobal(_WatchedGenerator):
     """numpy's global RandomState: its MT19937 bit generator's ``mt19937_state`` (``uint32_t
     key[624]; int pos``, at numpy's public ``ctypes.state_address``)."""
 
+    def __init__(self, state: Any) -> None:
+        super().__init__(state)
+        self.original = self._current()
+        """The bit generator the notebook had: a call may swap in another
+        (``np.random.set_bit_generator``), which ``set_state`` cannot take back."""
+
+    def _current(self) -> Any:
+        return sys.modules["numpy"].random.mtrand._rand._bit_generator
+
     def _set(self) -> None:
-        sys.modules["numpy"].random.set_state(self.state)
+        np = sys.modules["numpy"]
+        if self._current() is not self.original:
+            np.random.set_bit_generator(self.original)
+        np.random.set_state(self.state)
 
     def _cache_empty(self) -> bool:
         return not self.state[3]  # has_gauss: the legacy Gaussians come in pairs
 
     def _locate(self) -> int | None:
-        generator = sys.modules["numpy"].random.mtrand._rand._bit_generator
+        generator = self._current()
         if type(generator).__name__ != "MT19937":
             return None
         address = int(generator.ctypes.state_address)
@@ -120,6 +146,9 @@ class _PythonGlobal(_WatchedGenerator):
     """The ``random`` module's generator: CPython's ``int index; uint32_t state[624]`` right
     after the object header, and ``gauss_next`` as an attribute."""
 
+    def _current(self) -> Any:
+        return random._inst
+
     def _set(self) -> None:
         random.setstate(self.state)
 
@@ -127,7 +156,7 @@ class _PythonGlobal(_WatchedGenerator):
         return getattr(random._inst, "gauss_next", None) is None
 
     def _locate(self) -> int | None:
-        address = id(random._inst) + object.__basicsize__
+        address = id(self._current()) + object.__basicsize__
         words = _words(ctypes.string_at(address, self.STATE_BYTES))
         return address if (*words[1:], words[0]) == tuple(self.state[1]) else None
 
@@ -163,7 +192,9 @@ class RandomState:
     def capture(cls) -> RandomState:
         sources: dict[str, Any] = {"random": _capture_random()}
         if "numpy" in sys.modules:
-            sources["numpy.random"] = _capture_numpy()
+            numpy_state = _capture_numpy()
+            if numpy_state is not None:
+                sources["numpy.random"] = numpy_state
         if "torch" in sys.modules and hasattr(sys.modules["torch"], "get_rng_state"):
             sources["torch"] = _capture_torch()
         return cls(sources)

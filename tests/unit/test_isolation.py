@@ -103,6 +103,25 @@ PATHS = {
         "@logged\ndef note(x):\n    seen.append(x)\n    return len(seen)\n",
         "size = note(n) if mode == 'leak' else len(seen)",
     ),
+    "a function held in a dict": (
+        "seen = []\ndef h(x):\n    seen.append(x)\n    return len(seen)\nhandlers = {'a': h}\n",
+        "size = handlers['a'](n) if mode == 'leak' else 0",
+    ),
+    "a functools.partial": (
+        "import functools\nseen = []\ndef f(k, x):\n    seen.append(x)\n    return len(seen)\n"
+        "g = functools.partial(f, 1)\n",
+        "size = g(n) if mode == 'leak' else 0",
+    ),
+    "a bound method": (
+        "seen = []\nclass M:\n    def predict(self, x):\n        seen.append(x)\n"
+        "        return len(seen)\npredict = M().predict\n",
+        "size = predict(n) if mode == 'leak' else 0",
+    ),
+    "an instance inside a list": (
+        "class Step:\n    calls = 0\n    def run(self):\n        type(self).calls += 1\n"
+        "        return type(self).calls\nsteps = [Step()]\n",
+        "size = steps[0].run() if mode == 'leak' else 0",
+    ),
     "globals() by name": (
         "count = 0",
         "if mode == 'leak':\n    globals()['count'] = count + 1\nsize = count",
@@ -120,6 +139,8 @@ FIRST = {  # what the first call answers on the leak branch
     "a closure": 1, "a mutable default argument": 1, "a function attribute": 1,
     "a module attribute": 2, "a module attribute set by a notebook function": 1,
     "a memoized notebook function": 1, "a decorated notebook function": 1,
+    "a function held in a dict": 1, "a functools.partial": 1, "a bound method": 1,
+    "an instance inside a list": 1,
     "globals() by name": 1, "a numpy array in place": 3,
 }  # fmt: skip
 
@@ -307,3 +328,70 @@ def test_a_memoized_function_does_not_answer_from_an_earlier_calls_inputs() -> N
     )
     executor = CellExecutor(state, "y = scaled(10)", ["factor"], ["y"])
     assert [executor.run({"factor": f})["y"] for f in (2, 3, 2)] == [20, 30, 20]
+
+
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        "from dataclasses import dataclass, field\n@dataclass\nclass Cfg:\n    alpha: float = 0.5\n"
+        "    tags: list = field(default_factory=list)\ncfg = Cfg()",
+        "from abc import ABC\nclass Base(ABC):\n    pass\nclass Cfg(Base):\n    alpha = 0.5\n"
+        "    def __init__(self):\n        self.tags = []\ncfg = Cfg()",
+        "import enum\nclass Color(enum.Enum):\n    RED = 1\nclass Cfg:\n    alpha = 0.5\n"
+        "    color = Color.RED\n    def __init__(self):\n        self.tags = []\ncfg = Cfg()",
+        "import pydantic\nclass Cfg(pydantic.BaseModel):\n    alpha: float = 0.5\n"
+        "    tags: list = []\ncfg = Cfg()",
+        "import threading\nclass Cfg:\n    alpha = 0.5\n    lock = threading.Lock()\n"
+        "    def __init__(self):\n        self.tags = []\ncfg = Cfg()",
+    ],
+    ids=["dataclass", "abc", "enum", "pydantic", "class-lock"],
+)
+def test_instances_of_framework_classes_are_isolated_and_never_break_a_call(earlier: str) -> None:
+    state = notebook_state(earlier)
+    executor = CellExecutor(state, "cfg.tags.append(1)\ny = (cfg.alpha, len(cfg.tags))", [], ["y"])
+    assert [executor.run({})["y"] for _ in range(3)] == [(0.5, 1)] * 3
+
+
+def test_a_failing_prepare_leaves_the_pinned_state_in_place() -> None:
+    state = notebook_state("data = [1]\nclass Box:\n    items = []\n")
+    executor = CellExecutor(state, "y = len(data) + len(Box.items)", [], ["y"])
+    assert executor.pinned is not None
+    executor.pinned.plan.copied.append("missing")  # a prepare that fails half-way
+    with pytest.raises(KeyError):
+        executor.run({})
+    assert state["data"] is executor.pinned._bindings["data"]  # the pinned object, not a copy
+
+
+def test_a_submodule_the_call_imports_stays_importable() -> None:
+    state = notebook_state("import xml\nclass Report:\n    pass\nreport = Report()")
+    cell = "import xml.dom.minidom\nreport.dom = 'parsed'\ny = xml.dom.minidom.__name__"
+    executor = CellExecutor(state, cell, [], ["y"])
+    assert [executor.run({})["y"] for _ in range(2)] == ["xml.dom.minidom"] * 2
+
+
+def test_figures_a_call_opens_are_closed_after_it() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    state = notebook_state("import matplotlib.pyplot as plt")
+    cell = "plt.plot([1, 2])\nn = len(plt.gca().lines)\nopen_figures = len(plt.get_fignums())"
+    executor = CellExecutor(state, cell, [], ["n", "open_figures"])
+    before = len(plt.get_fignums())
+    results = [executor.run({}) for _ in range(3)]
+    assert results == [{"n": 1, "open_figures": before + 1}] * 3
+    assert len(plt.get_fignums()) == before
+
+
+def test_a_call_that_swaps_numpys_bit_generator_does_not_break_the_next() -> None:
+    np.random.seed(8)
+    pinned = RandomState.capture()
+    expected = float(np.random.random())
+    state = notebook_state("import numpy as np")
+    cell = "y = float(np.random.random())\nnp.random.set_bit_generator(np.random.PCG64(3))"
+    executor = CellExecutor(state, cell, [], ["y"], random_state=pinned)
+    try:
+        assert [executor.run({})["y"] for _ in range(3)] == [expected] * 3
+    finally:
+        pinned.restore()  # leave the MT19937 generator in place for other tests
