@@ -166,9 +166,15 @@ def _capture_torch() -> Any:
     return base64.b64encode(bytes(state.numpy().tobytes())).decode("ascii")
 
 
-def _torch_state(data: Any) -> Any:
-    torch = sys.modules["torch"]
-    return torch.frombuffer(bytearray(base64.b64decode(data)), dtype=torch.uint8)
+class _TorchGlobal:
+    """torch's default generator (set every time: it is not read per call)."""
+
+    def __init__(self, data: Any) -> None:
+        torch = sys.modules["torch"]
+        self.state = torch.frombuffer(bytearray(base64.b64decode(data)), dtype=torch.uint8)
+
+    def restore(self) -> None:
+        sys.modules["torch"].set_rng_state(self.state)
 
 
 class RandomState:
@@ -178,15 +184,15 @@ class RandomState:
         self.sources = sources
         """Source name -> its state as JSON data; only modules that were imported at pin time."""
         # Built once: restoring runs before every call, so it converts nothing.
-        self._prepared: list[tuple[str, Any]] = []
+        self._generators: list[_WatchedGenerator | _TorchGlobal] = []
         for name, data in sources.items():
             if name == "random":
                 state = (data["version"], tuple(data["state"]), data["gauss_next"])
-                self._prepared.append((name, _PythonGlobal(state)))
+                self._generators.append(_PythonGlobal(state))
             elif name == "numpy.random" and "numpy" in sys.modules:
-                self._prepared.append((name, _NumpyGlobal(_numpy_state(data))))
+                self._generators.append(_NumpyGlobal(_numpy_state(data)))
             elif name == "torch" and "torch" in sys.modules:
-                self._prepared.append((name, _torch_state(data)))
+                self._generators.append(_TorchGlobal(data))
 
     @classmethod
     def capture(cls) -> RandomState:
@@ -201,14 +207,8 @@ class RandomState:
 
     def restore(self) -> None:
         """Set every captured generator back to its pinned position."""
-        for name, state in self._prepared:
-            if name in ("random", "numpy.random"):
-                state.restore()
-            else:
-                sys.modules["torch"].set_rng_state(state)
-
-    def describe(self) -> str:
-        return ", ".join(self.sources)
+        for generator in self._generators:
+            generator.restore()
 
     def write(self, directory: Path) -> Path:
         path = directory / RANDOM_STATE_NAME

@@ -36,6 +36,24 @@ def no_inputs_note(candidates: Sequence[str]) -> str:
     )
 
 
+def _check_flag(
+    flag: str,
+    names: Sequence[str],
+    allowed: Sequence[str],
+    verb: str,
+    more: str,
+    listed: Sequence[str] | None = None,
+) -> None:
+    """Every name a flag gives is one the target cell ``verb``s, or an error that lists them."""
+    for name in names:
+        if name not in allowed:
+            shown = ", ".join(allowed if listed is None else listed) or "nothing"
+            raise SignatureError(
+                f"{flag} names {name!r}, which the target cell never {verb} "
+                f"(it {verb}: {shown}); fix the flag{more}"
+            )
+
+
 def select_inputs(
     explicit: Sequence[str] | None,
     parameters: Sequence[str] | None,
@@ -47,13 +65,8 @@ def select_inputs(
     variables the cell ``reads``, else none. ``defined`` are the names that have a value before
     the target cell; ``candidates`` the simple-valued ones among ``reads`` (named in the note)."""
     if explicit is not None:
-        for name in explicit:
-            if name not in reads:
-                raise SignatureError(
-                    f"--inputs names {name!r}, which the target cell never reads "
-                    f"(it reads: {', '.join(reads) or 'nothing'}); fix the flag, or pass "
-                    "--inputs '' for a service without inputs"
-                )
+        no_inputs = ", or pass --inputs '' for a service without inputs"
+        _check_flag("--inputs", explicit, reads, "reads", no_inputs)
         chosen = tuple(explicit)
         note = ""
     elif parameters is not None:
@@ -82,12 +95,7 @@ def select_outputs(
 ) -> tuple[str, ...]:
     """The outputs: ``explicit`` (``--outputs``), else what the cell assigns, minus ``_`` names."""
     if explicit is not None:
-        for name in explicit:
-            if name not in binds:
-                raise SignatureError(
-                    f"--outputs names {name!r}, which the target cell never assigns "
-                    f"(it assigns: {', '.join(assigns) or 'nothing'}); fix the flag"
-                )
+        _check_flag("--outputs", explicit, binds, "assigns", "", listed=assigns)
         return tuple(explicit)
     chosen = tuple(name for name in assigns if not name.startswith("_"))
     if not chosen:
