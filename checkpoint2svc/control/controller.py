@@ -17,7 +17,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from checkpoint2svc.control.health import probe
 from checkpoint2svc.control.metrics import gateway_count, gateway_metrics, merge_metrics
 from checkpoint2svc.control.models import (
     Event,
+    HealthCheck,
     InstanceRecord,
     InstanceStatus,
     NodeSpec,
@@ -41,13 +42,14 @@ from checkpoint2svc.control.models import (
 )
 from checkpoint2svc.control.store import NodeNotFoundError, NodeRow, Store
 from checkpoint2svc.errors import Checkpoint2SvcError, ImageMissingError
+from checkpoint2svc.gateway.base import GatewayLike
 from checkpoint2svc.gateway.config import (
     GatewayAlias,
     GatewayConfig,
     GatewayNode,
     GatewayServer,
 )
-from checkpoint2svc.gateway.haproxy import MAX_SOCKET_PATH, Gateway
+from checkpoint2svc.gateway.haproxy import MAX_SOCKET_PATH
 
 log = logging.getLogger("checkpoint2svc.controller")
 
@@ -60,6 +62,10 @@ ImageBuilder = Callable[[NodeSpec, Callable[[str], None]], str]
 """Builds (or reuses) a checkpoint node's image and returns its tag; reports each step."""
 ImageRemover = Callable[[str], bool]
 """Removes an image the controller built; False while a container still uses it."""
+HealthProbe = Callable[[str, int, int | None, HealthCheck], tuple[bool, str]]
+"""One health check of an instance at (host, http port, gRPC port): (passed, why not)."""
+MetricsScraper = Callable[[str], str]
+"""An instance's metrics text at a URL; "" when it does not answer."""
 IMAGE_RETRY_S = 5.0
 """How often removing an image that a container still uses is tried again."""
 BUILD_LINE_CHARS = 160
@@ -90,12 +96,17 @@ class Controller:
         home: Path,
         store: Store,
         controller_id: str,
-        gateway: Gateway,
+        gateway: GatewayLike,
         gateway_port: int,
         build_image: ImageBuilder,
         max_body_bytes: int = 16 * 1024 * 1024,
         remove_image: ImageRemover | None = None,
+        backends: Mapping[str, InstanceBackend] | None = None,
+        probe_health: HealthProbe = probe,
+        scrape_metrics: MetricsScraper | None = None,
     ) -> None:
+        """``backends``, ``probe_health`` and ``scrape_metrics`` replace the real backends,
+        HTTP/gRPC probes and scrapes (the in-process tests' memory backend answers all three)."""
         self.home = home
         self.store = store
         self.controller_id = controller_id
@@ -107,7 +118,9 @@ class Controller:
         self._image_retry_at: dict[str, float] = {}
         """Unused images (the store's list) that could not be removed yet -> when to try again
         (a container of an instance being replaced may still use one). Reconcile thread only."""
-        self._backends: dict[str, InstanceBackend] = {}
+        self._backends: dict[str, InstanceBackend] = dict(backends or {})
+        self._probe_health = probe_health
+        self._scrape_metrics = scrape_metrics or scrape
         self.instances: dict[str, InstanceRecord] = {}
         self._scale: dict[str, ScaleState] = {}
         self._builds: dict[str, threading.Thread] = {}
@@ -437,9 +450,9 @@ class Controller:
     def _probe(self, record: InstanceRecord, spec: NodeSpec) -> tuple[bool, str]:
         if record.handle.health_port:  # a port of its own, for either kind of check
             port = record.handle.health_port
-            return probe(record.host, port, port, spec.health)
+            return self._probe_health(record.host, port, port, spec.health)
         grpc_port = record.grpc_port if spec.protocol == "http" else record.http_port
-        return probe(record.host, record.http_port, grpc_port, spec.health)
+        return self._probe_health(record.host, record.http_port, grpc_port, spec.health)
 
     def _transition(
         self, record: InstanceRecord, spec: NodeSpec, passed: bool, why: str, now: float
@@ -512,7 +525,7 @@ class Controller:
                 if r.status != InstanceStatus.DELETING:
                     port = r.handle.metrics_port or r.http_port
                     targets.append((r.id, f"http://{r.host}:{port}{path}"))
-        texts = self._probes.map(lambda target: scrape(target[1]), targets)
+        texts = self._probes.map(lambda target: self._scrape_metrics(target[1]), targets)
         merged = merge_metrics(zip((t[0] for t in targets), texts, strict=True))
         nodes = [row.name for row in self.store.nodes()]
         aliases = [alias.name for alias in self.store.aliases()]
