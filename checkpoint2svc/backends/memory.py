@@ -1,17 +1,16 @@
-"""Instances as records in memory: the backend of the in-process test tier (tests/inprocess).
+"""Instances as records in memory: the backends of the in-process test tier (tests/inprocess).
 
-Nothing runs. ``start`` makes a record with host ports of its own, a run state, a health answer,
-log lines and a metrics text; a test changes them with the hooks (``exit``, ``vanish``,
-``set_healthy``, ``write_log``, ``set_metrics``, ``start_error``, ``missing_images``). The
-controller's health probes and metrics scrapes are answered from the same records: pass
-``probe`` and ``scrape`` to the ``Controller`` and register one ``MemoryBackend`` under both
-backend names. An instance with an image reports itself as a ``docker`` one, else as ``local``,
-as the real backends would run them.
+Nothing runs. A ``MemoryMachine`` holds the instances; ``machine.backend("local")`` and
+``machine.backend("docker")`` are the two backends over it (each starts, lists and stops its own,
+as the real ones do). ``start`` makes a record with host ports of its own, a run state, a health
+answer, log lines and a metrics text; a test changes them with the machine's hooks (``exit``,
+``vanish``, ``set_healthy``, ``write_log``, ``set_metrics``, ``start_error``,
+``missing_images``). The controller's health probes and metrics scrapes are answered from the same
+records: pass ``machine.probe`` and ``machine.scrape`` to the ``Controller``.
 """
 
 from __future__ import annotations
 
-import builtins
 import functools
 import itertools
 import threading
@@ -60,8 +59,8 @@ class MemoryInstance:
     metrics: str = ""
 
 
-class MemoryBackend:
-    name = "memory"
+class MemoryMachine:
+    """The instances of both memory backends, their ports, and the hooks tests change them by."""
 
     def __init__(self, healthy_at_start: bool = True) -> None:
         self.healthy_at_start = healthy_at_start
@@ -78,20 +77,29 @@ class MemoryBackend:
         self._ports = itertools.count(FIRST_PORT)
         self._changed = threading.Condition()
 
-    # --- the backend interface --------------------------------------------------------------
-    def start(self, spec: InstanceSpec) -> InstanceHandle:
+    def backend(self, name: str) -> MemoryBackend:
+        """The backend called ``name`` (``"local"``, ``"docker"``) on this machine."""
+        return MemoryBackend(name, self)
+
+    # --- what the backends do ----------------------------------------------------------------
+    def start(self, backend: str, spec: InstanceSpec) -> InstanceHandle:
         with self._changed:
             self.started.append(spec)
             if self.start_error is not None:
                 raise self.start_error
+            if backend == "docker" and spec.image is None:
+                raise BackendError(
+                    f"instance {spec.instance_id}: the docker backend needs an image"
+                )
+            if backend != "docker" and spec.checkpoint is None:
+                raise BackendError(f"instance {spec.instance_id}: the {backend} backend needs a "
+                                   "checkpoint")  # fmt: skip
             if spec.image is not None and spec.image in self.missing_images:
                 raise ImageMissingError(f"image {spec.image} is not in the engine")
-            if spec.image is None and spec.checkpoint is None:
-                raise BackendError(f"instance {spec.instance_id} has neither image nor checkpoint")
             handle = InstanceHandle(
                 instance_id=spec.instance_id,
                 node=spec.node,
-                backend="docker" if spec.image is not None else "local",
+                backend=backend,
                 ref=f"memory-{spec.instance_id}",
                 host=HOST,
                 http_port=next(self._ports),
@@ -108,10 +116,13 @@ class MemoryBackend:
             self._changed.notify_all()
             return handle
 
-    def list(self, controller_id: str) -> list[InstanceHandle]:
+    def handles(self, backend: str, controller_id: str) -> list[InstanceHandle]:
+        """What ``backend``'s ``list`` finds: its instances of ``controller_id``."""
         with self._changed:
             return [
-                i.handle for i in self._instances.values() if i.spec.controller_id == controller_id
+                i.handle
+                for i in self._instances.values()
+                if i.spec.controller_id == controller_id and i.handle.backend == backend
             ]
 
     def status(self, handle: InstanceHandle) -> RunStatus:
@@ -193,7 +204,7 @@ class MemoryBackend:
         return instance.state == RunState.RUNNING
 
     # --- test hooks -------------------------------------------------------------------------
-    def instances(self, node: str | None = None) -> builtins.list[MemoryInstance]:
+    def instances(self, node: str | None = None) -> list[MemoryInstance]:
         """The instances the backend holds (of ``node``), oldest first."""
         with self._changed:
             found = [i for i in self._instances.values() if node is None or i.spec.node == node]
@@ -230,3 +241,26 @@ class MemoryBackend:
     def set_metrics(self, instance_id: str, text: str) -> None:
         with self._changed:
             self._instances[instance_id].metrics = text
+
+
+@dataclass
+class MemoryBackend:
+    """One backend of a ``MemoryMachine`` (what ``InstanceBackend`` asks for)."""
+
+    name: str
+    machine: MemoryMachine
+
+    def start(self, spec: InstanceSpec) -> InstanceHandle:
+        return self.machine.start(self.name, spec)
+
+    def list(self, controller_id: str) -> list[InstanceHandle]:
+        return self.machine.handles(self.name, controller_id)
+
+    def status(self, handle: InstanceHandle) -> RunStatus:
+        return self.machine.status(handle)
+
+    def stop(self, handle: InstanceHandle, timeout: float = 10) -> None:
+        self.machine.stop(handle, timeout)
+
+    def logs(self, handle: InstanceHandle, tail: int = 50, follow: bool = False) -> Iterator[str]:
+        return self.machine.logs(handle, tail, follow)
