@@ -31,6 +31,8 @@ setup: install
 test: lint setup
 	CHECKPOINT2SVC_REQUIRE_DOCKER=1 $(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
+# The unit and in-process tiers (tests/inprocess: the controller over memory backends); the
+# end-to-end tests (marked slow) are left out.
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow" tests
 
