@@ -5,13 +5,20 @@ Explicit flags win. Otherwise the inputs are the variables of the cell tagged ``
 notebooks) gives a service with no inputs, which answers what the cell computes on the pinned
 state, and the note printed at pin time names the simple-valued variables the cell reads that
 ``--inputs`` could turn into inputs. The outputs are the names the target cell assigns, minus
-those starting with ``_``; which of them have a wire type is decided later, on their values.
+those starting with ``_``; the service serves those whose value has a wire type (the kernel
+finds out, on the example run) and leaves the others out with a warning, or refuses when
+``--outputs`` named one. Finally the examples must fit in one message of the default limit.
+
+Nothing here looks at a value except :func:`is_simple_value`: the kernel half of pinning gathers
+the facts and these functions decide.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from checkpoint2svc.errors import SignatureError
 
@@ -90,6 +97,20 @@ def select_inputs(
     return InputChoice(chosen, note)
 
 
+_SCALARS = (bool, int, float, str)
+_SIMPLE_LIST_LENGTH = 64
+
+
+def is_simple_value(value: object) -> bool:
+    """A value a caller could plausibly send: a scalar, or a short list of scalars (such
+    variables are the ones the no-inputs note suggests for ``--inputs``)."""
+    return isinstance(value, _SCALARS) or (
+        isinstance(value, list | tuple)
+        and len(value) <= _SIMPLE_LIST_LENGTH
+        and all(isinstance(v, _SCALARS) for v in value)
+    )
+
+
 def select_outputs(
     explicit: Sequence[str] | None, assigns: Sequence[str], binds: Sequence[str]
 ) -> tuple[str, ...]:
@@ -106,4 +127,77 @@ def select_outputs(
     return chosen
 
 
-__all__ = ["InputChoice", "no_inputs_note", "select_inputs", "select_outputs"]
+@dataclass(frozen=True)
+class OutputCandidate:
+    """One of the selected outputs, as the example run found it."""
+
+    name: str
+    no_wire_type: str = ""
+    """The Python type of a value with no wire type (no JSON form); empty when it has one."""
+
+
+@dataclass(frozen=True)
+class OutputChoice:
+    names: tuple[str, ...]
+    """The outputs the service serves, in the order selected."""
+    warning: str = ""
+    """Said at pin time when some were left out (which, and how to choose otherwise)."""
+
+
+def served_outputs(candidates: Sequence[OutputCandidate], explicit: bool) -> OutputChoice:
+    """The outputs that have a wire type. The others are left out with a warning, unless
+    ``explicit`` (``--outputs`` named them) or none is left: both are errors."""
+    served = [c.name for c in candidates if not c.no_wire_type]
+    left_out = [c for c in candidates if c.no_wire_type]
+    listing = ", ".join(f"{c.name} ({c.no_wire_type})" for c in left_out)
+    if explicit and left_out:
+        raise SignatureError(
+            f"--outputs names {listing}, which has no wire type (no JSON form); outputs that "
+            f"could be served: {', '.join(served) or 'none'}. Derive a number, "
+            "string, list, dict, array or DataFrame from it in the cell"
+        )
+    if not served:
+        raise SignatureError(
+            f"none of the target cell's outputs has a wire type: {listing}; assign a number, "
+            "string, list, dict, numpy array, Series or DataFrame derived from them in the cell "
+            "(e.g. `r2 = results.rsquared`), or name such variables with --outputs"
+        )
+    warning = (
+        f"outputs left out, they have no wire type: {listing}; the service serves "
+        f"{', '.join(served)} (choose with --outputs)"
+        if left_out
+        else ""
+    )
+    return OutputChoice(tuple(served), warning)
+
+
+def example_size_warning(
+    what: str, examples: Mapping[str, Any], limit: int, strict: bool
+) -> str | None:
+    """``None`` when the example ``what`` (``input`` or ``output``: its variables' JSON values)
+    fits in a message of ``limit`` bytes; else the warning, raised instead under ``--strict``."""
+    size = len(json.dumps({what: examples}, separators=(",", ":")))
+    if size <= limit:
+        return None
+    message = (
+        f"the example {what} is {size / 2**20:.1f} MiB as JSON, over the "
+        f"{limit >> 20} MiB message limit: it cannot be sent to a service "
+        "with the default limit (the OpenAPI example, the client's example and the self-test "
+        "need it); serve with --max-message-mb larger, or make the example smaller"
+    )
+    if strict:
+        raise SignatureError(f"{message} (--strict)")
+    return message
+
+
+__all__ = [
+    "InputChoice",
+    "OutputCandidate",
+    "OutputChoice",
+    "example_size_warning",
+    "is_simple_value",
+    "no_inputs_note",
+    "select_inputs",
+    "select_outputs",
+    "served_outputs",
+]

@@ -1,9 +1,17 @@
-"""The rules that choose a service's inputs and outputs."""
+"""The rules that choose a service's inputs and outputs, and check its examples' size."""
 
 import pytest
 
 from checkpoint2svc.errors import SignatureError
-from checkpoint2svc.signature.selection import select_inputs, select_outputs
+from checkpoint2svc.signature.selection import (
+    OutputCandidate,
+    OutputChoice,
+    example_size_warning,
+    is_simple_value,
+    select_inputs,
+    select_outputs,
+    served_outputs,
+)
 
 READS = ["threshold", "model", "rows"]
 
@@ -62,3 +70,59 @@ def test_explicit_outputs_must_be_bound_by_the_cell() -> None:
 def test_a_cell_that_assigns_nothing_has_no_outputs() -> None:
     with pytest.raises(SignatureError, match="assigns no variable"):
         select_outputs(None, ["_x"], ["_x"])
+
+
+@pytest.mark.parametrize("value", [3, 2.5, True, "text", [1, 2, 3], ("a", "b"), [0] * 64])
+def test_simple_values_are_scalars_and_short_lists_of_scalars(value: object) -> None:
+    assert is_simple_value(value)
+
+
+@pytest.mark.parametrize("value", [None, {"a": 1}, [[1]], [0] * 65, object(), b"bytes"])
+def test_other_values_are_not_simple(value: object) -> None:
+    assert not is_simple_value(value)
+
+
+def test_outputs_with_a_wire_type_are_served_in_order() -> None:
+    choice = served_outputs([OutputCandidate("b"), OutputCandidate("a")], explicit=False)
+    assert choice == OutputChoice(("b", "a"))
+
+
+def test_outputs_without_a_wire_type_are_left_out_with_a_warning() -> None:
+    candidates = [OutputCandidate("r2"), OutputCandidate("results", "statsmodels.Results")]
+    choice = served_outputs(candidates, explicit=False)
+    assert choice.names == ("r2",)
+    assert choice.warning == (
+        "outputs left out, they have no wire type: results (statsmodels.Results); the service "
+        "serves r2 (choose with --outputs)"
+    )
+
+
+def test_an_explicit_output_without_a_wire_type_is_refused() -> None:
+    candidates = [OutputCandidate("r2"), OutputCandidate("results", "statsmodels.Results")]
+    with pytest.raises(SignatureError, match=r"--outputs names results \(statsmodels.Results\)"):
+        served_outputs(candidates, explicit=True)
+
+
+def test_no_output_with_a_wire_type_is_refused() -> None:
+    with pytest.raises(SignatureError, match=r"none of the target cell's outputs.*model \(Lock\)"):
+        served_outputs([OutputCandidate("model", "Lock")], explicit=False)
+
+
+def test_an_example_that_fits_the_limit_says_nothing() -> None:
+    assert example_size_warning("input", {"x": [1, 2, 3]}, limit=100, strict=True) is None
+
+
+def test_an_example_over_the_limit_is_a_warning_or_under_strict_an_error() -> None:
+    examples = {"x": "a" * (3 << 20)}
+    warning = example_size_warning("output", examples, limit=2 << 20, strict=False)
+    assert warning is not None
+    assert warning.startswith("the example output is 3.0 MiB as JSON, over the 2 MiB message")
+    with pytest.raises(SignatureError, match=r"over the 2 MiB .* \(--strict\)$"):
+        example_size_warning("output", examples, limit=2 << 20, strict=True)
+
+
+def test_the_size_counts_the_example_as_sent() -> None:
+    examples = {"x": 1}
+    size = len('{"input":{"x":1}}')
+    assert example_size_warning("input", examples, limit=size, strict=True) is None
+    assert example_size_warning("input", examples, limit=size - 1, strict=False) is not None
