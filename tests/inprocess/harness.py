@@ -20,6 +20,14 @@ TOKEN = "in-process-token"
 CONTROLLER_ID = "c2s-inprocess"
 GATEWAY_PORT = 8090
 
+EVERY_PASS = {"interval_s": 0}
+"""A health check on every reconcile pass (the default waits a second between checks)."""
+
+
+def local_node(checkpoint: str, **spec: object) -> dict[str, object]:
+    """A create body as `checkpoint2svc node create --backend local` sends it."""
+    return {"checkpoint": checkpoint, "backend": "local", "health": EVERY_PASS, **spec}
+
 
 class Harness:
     def __init__(self, root: Path, gateway_dir: Path) -> None:

@@ -10,17 +10,9 @@ import time
 import pytest
 
 from tests.inprocess.fakes import write_checkpoint
-from tests.inprocess.harness import CONTROLLER_ID, GATEWAY_PORT, Harness
+from tests.inprocess.harness import CONTROLLER_ID, GATEWAY_PORT, Harness, local_node
 
 pytestmark = pytest.mark.inprocess
-
-EVERY_PASS = {"interval_s": 0}
-"""A health check on every reconcile pass (the default waits a second between checks)."""
-
-
-def local_node(checkpoint: str, **spec: object) -> dict[str, object]:
-    """A create body as `checkpoint2svc node create --backend local` sends it."""
-    return {"checkpoint": checkpoint, "backend": "local", "health": EVERY_PASS, **spec}
 
 
 def test_every_route_refuses_a_missing_or_wrong_token(harness: Harness) -> None:

@@ -10,8 +10,7 @@ import pytest
 from checkpoint2svc.backends.base import RunState
 from checkpoint2svc.control.controller import RESTART_BACKOFF_S
 from checkpoint2svc.errors import BackendError, ImageError
-from tests.inprocess.harness import Harness
-from tests.inprocess.test_api import EVERY_PASS, local_node
+from tests.inprocess.harness import EVERY_PASS, Harness, local_node
 
 pytestmark = pytest.mark.inprocess
 
