@@ -7,12 +7,26 @@ import argparse
 import json
 import shlex
 import time
-import urllib.parse
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, Home, default_home
+from checkpoint2svc.control.models import NodeSpec, NodeStatus
+from checkpoint2svc.control.views import (
+    AliasCreate,
+    AliasPatch,
+    AliasView,
+    Endpoint,
+    NodePatch,
+    NodeView,
+    View,
+)
 from checkpoint2svc.errors import Checkpoint2SvcError
+
+if TYPE_CHECKING:
+    from checkpoint2svc.control.api_client import ControllerClient
 
 
 def home_of(args: argparse.Namespace) -> Home:
@@ -29,14 +43,14 @@ def home_option() -> argparse.ArgumentParser:
     return home
 
 
-def _client(args: argparse.Namespace) -> Any:
-    from checkpoint2svc.control.client import ControllerClient
+def _client(args: argparse.Namespace) -> ControllerClient:
+    from checkpoint2svc.control.api_client import ControllerClient
 
     return ControllerClient(home_of(args))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from checkpoint2svc.control.client import start_controller
+    from checkpoint2svc.control.api_client import start_controller
 
     info = start_controller(home_of(args), args.port, args.gateway_port)
     print(f"controller {info.controller_id} running (pid {info.pid})")
@@ -46,7 +60,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from checkpoint2svc.control.client import stop_controller
+    from checkpoint2svc.control.api_client import stop_controller
 
     stopped = stop_controller(home_of(args), everything=args.all)
     if not stopped:
@@ -60,62 +74,67 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     client = _client(args)
-    status = client.request("GET", "/v1/status")
-    nodes = client.request("GET", "/v1/nodes")
-    print(f"controller {status['controller_id']}: API {client.info.api_url}, "
-          f"gateway {status['gateway']}, {len(nodes)} node(s)")  # fmt: skip
+    status = client.status()
+    nodes = client.nodes()
+    print(f"controller {status.controller_id}: API {client.info.api_url}, "
+          f"gateway {status.gateway}, {len(nodes)} node(s)")  # fmt: skip
     for node in nodes:
-        print(f"  {node['name']}: {node['status']} ({node['healthy_instances']}/"
-              f"{len(node['instances'])} healthy)")  # fmt: skip
+        print(f"  {node.name}: {node.status} ({_healthy(node)} healthy)")
     return 0
 
 
-def _spec_from_args(args: argparse.Namespace, partial: bool) -> dict[str, Any]:
-    spec: dict[str, Any] = {}
-    simple = {
-        "checkpoint": args.checkpoint and str(Path(args.checkpoint).resolve()), "image": args.image,
-        "backend": args.backend, "port": args.port, "grpc_port": args.grpc_port,
-        "protocol": args.protocol, "request_timeout_s": args.request_timeout,
-        "idle_timeout_s": args.idle_timeout, "min_instances": args.min,
-        "max_instances": args.max, "maintenance_limit": args.maintenance_limit,
-    }  # fmt: skip
-    spec.update({k: v for k, v in simple.items() if v is not None})
-    if args.no_grpc:
-        spec["grpc_port"] = None
-    health = {
-        "kind": "grpc" if args.health_grpc_service is not None else None,
-        "path": args.health_path, "grpc_service": args.health_grpc_service,
-        "timeout_s": args.health_timeout, "interval_s": args.health_interval,
-        "fail_threshold": args.health_fails, "pass_threshold": args.health_passes,
-        "start_period_s": args.health_start_period, "port": args.health_port,
-    }  # fmt: skip
-    if any(v is not None for v in health.values()):
-        spec["health"] = {k: v for k, v in health.items() if v is not None}
-    telemetry = {"path": args.metrics_path, "port": args.metrics_port}
-    if any(v is not None for v in telemetry.values()):
-        spec["telemetry"] = {k: v for k, v in telemetry.items() if v is not None}
-    autoscaling = {
-        "target_in_flight": args.target_in_flight, "up_window_s": args.scale_up_window,
-        "down_window_s": args.scale_down_window,
-    }  # fmt: skip
-    if any(v is not None for v in autoscaling.values()):
-        spec["autoscaling"] = {k: v for k, v in autoscaling.items() if v is not None}
-    if args.env:
-        spec["env"] = dict(item.split("=", 1) for item in args.env)
-    if not partial and "backend" not in spec:
-        from checkpoint2svc.backends.base import default_backend_name
+def _healthy(node: NodeView) -> str:
+    return f"{node.healthy_instances}/{len(node.instances)}"
 
-        spec["backend"] = default_backend_name()
-    return spec
+
+def _given(**values: object) -> dict[str, object]:
+    """The options given on the command line (argparse leaves the others None)."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _patch_from_args(args: argparse.Namespace) -> NodePatch:
+    """The node settings given as options (``node create`` and ``node update``)."""
+    changes = _given(
+        checkpoint=args.checkpoint and str(Path(args.checkpoint).resolve()), image=args.image,
+        backend=args.backend, port=args.port, grpc_port=args.grpc_port, protocol=args.protocol,
+        request_timeout_s=args.request_timeout, idle_timeout_s=args.idle_timeout,
+        min_instances=args.min, max_instances=args.max,
+        maintenance_limit=args.maintenance_limit,
+    )  # fmt: skip
+    if args.no_grpc:
+        changes["grpc_port"] = None
+    nested = {
+        "health": _given(
+            kind="grpc" if args.health_grpc_service is not None else None,
+            path=args.health_path, grpc_service=args.health_grpc_service,
+            timeout_s=args.health_timeout, interval_s=args.health_interval,
+            fail_threshold=args.health_fails, pass_threshold=args.health_passes,
+            start_period_s=args.health_start_period, port=args.health_port,
+        ),
+        "telemetry": _given(path=args.metrics_path, port=args.metrics_port),
+        "autoscaling": _given(
+            target_in_flight=args.target_in_flight, up_window_s=args.scale_up_window,
+            down_window_s=args.scale_down_window,
+        ),
+    }  # fmt: skip
+    changes.update({name: values for name, values in nested.items() if values})
+    if args.env:
+        changes["env"] = dict(item.split("=", 1) for item in args.env)
+    return NodePatch.model_validate(changes)
 
 
 def cmd_node_create(args: argparse.Namespace) -> int:
-    body = {"name": args.name, **_spec_from_args(args, partial=False)}
-    if "min_instances" in body and "max_instances" not in body:
-        body["max_instances"] = max(body["min_instances"], 1)
-    node = _client(args).request("POST", "/v1/nodes", json=body)
-    print(f"node {node['name']} created ({node['spec']['backend']} backend); "
-          f"`checkpoint2svc node get {node['name']}` shows its status")  # fmt: skip
+    from checkpoint2svc.backends.base import default_backend_name
+
+    patch = _patch_from_args(args)
+    spec = patch.applied_to(NodeSpec(name=args.name))
+    if patch.backend is None:
+        spec = replace(spec, backend=default_backend_name())
+    if patch.min_instances is not None and patch.max_instances is None:
+        spec = replace(spec, max_instances=max(patch.min_instances, 1))
+    node = _client(args).create_node(spec)
+    print(f"node {node.name} created ({node.spec.backend} backend); "
+          f"`checkpoint2svc node get {node.name}` shows its status")  # fmt: skip
     if args.wait:
         return _wait_healthy(args, args.name)
     return 0
@@ -126,91 +145,108 @@ def _wait_healthy(args: argparse.Namespace, name: str, timeout: float = 600) -> 
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        node = client.request("GET", f"/v1/nodes/{name}")
-        line = f"{node['status']}: {node['healthy_instances']}/{len(node['instances'])} healthy"
-        if node.get("build"):
-            line = f"building the image: {node['build']}"
+        node = client.node(name)
+        line = f"{node.status}: {_healthy(node)} healthy"
+        if node.build:
+            line = f"building the image: {node.build}"
         if line != last:
             print(f"  {line}", flush=True)
             last = line
-        if node["status"] == "Healthy":
-            print(f"  REST: {node['endpoint']['rest']}\n  gRPC: {node['endpoint']['grpc']}")
+        if node.status == NodeStatus.HEALTHY:
+            _print_endpoint(node.endpoint)
             return 0
-        if node["status"] == "Unhealthy":
-            for event in node["events"][-5:]:
-                print(f"  event: {event['message']}")
+        if node.status == NodeStatus.UNHEALTHY:
+            for event in node.events[-5:]:
+                print(f"  event: {event.message}")
         time.sleep(0.5)
     print(f"node {name} was not Healthy within {timeout:.0f} s")
     return 1
 
 
 def cmd_node_list(args: argparse.Namespace) -> int:
-    nodes = _client(args).request("GET", "/v1/nodes")
+    nodes = _client(args).nodes()
     if args.json:
-        print(json.dumps(nodes, indent=2))
+        _print_json(nodes)
         return 0
     print(f"{'NAME':24} {'STATUS':10} {'INSTANCES':10} {'BACKEND':8} SOURCE")
     for n in nodes:
-        source = n["spec"]["checkpoint"] or n["spec"]["image"]
-        count = f"{n['healthy_instances']}/{len(n['instances'])}"
-        print(f"{n['name']:24} {n['status']:10} {count:10} {n['spec']['backend']:8} {source}")
+        source = n.spec.checkpoint or n.spec.image
+        print(f"{n.name:24} {n.status:10} {_healthy(n):10} {n.spec.backend:8} {source}")
     return 0
 
 
+def _print_json(views: View | Sequence[View]) -> None:
+    """What ``--json`` prints: the API's answer as it came."""
+    data = (
+        views.model_dump(mode="json")
+        if isinstance(views, View)
+        else [view.model_dump(mode="json") for view in views]
+    )
+    print(json.dumps(data, indent=2))
+
+
+def _print_endpoint(endpoint: Endpoint) -> None:
+    print(f"  REST: {endpoint.rest}\n  gRPC: {endpoint.grpc}")
+
+
 def cmd_node_get(args: argparse.Namespace) -> int:
-    node = _client(args).request("GET", f"/v1/nodes/{args.name}")
+    node = _client(args).node(args.name)
     if args.json:
-        print(json.dumps(node, indent=2))
+        _print_json(node)
         return 0
-    spec = node["spec"]
-    bounds = f"min {spec['min_instances']}, max {spec['max_instances']}, {spec['backend']}"
-    print(f"node {node['name']}: {node['status']}  ({node['healthy_instances']} healthy, {bounds})")
-    print(f"  REST: {node['endpoint']['rest']}\n  gRPC: {node['endpoint']['grpc']}")
-    if node.get("build"):
-        print(f"  building the image: {node['build']}")
+    spec = node.spec
+    bounds = f"min {spec.min_instances}, max {spec.max_instances}, {spec.backend}"
+    print(f"node {node.name}: {node.status}  ({node.healthy_instances} healthy, {bounds})")
+    _print_endpoint(node.endpoint)
+    if node.build:
+        print(f"  building the image: {node.build}")
     print("  instances:")
-    for i in node["instances"]:
-        error = f"  ({i['last_error']})" if i["last_error"] else ""
-        print(f"    {i['id']}: {i['status']}  {i['host']}:{i['http_port']}{error}")
+    for i in node.instances:
+        error = f"  ({i.last_error})" if i.last_error else ""
+        print(f"    {i.id}: {i.status}  {i.host}:{i.http_port}{error}")
     print("  recent events:")
-    for e in node["events"]:
-        stamp = time.strftime("%H:%M:%S", time.localtime(e["time"]))
-        who = f" [{e['instance']}]" if e["instance"] else ""
-        print(f"    {stamp}{who} {e['message']}")
+    for e in node.events:
+        stamp = time.strftime("%H:%M:%S", time.localtime(e.time))
+        who = f" [{e.instance}]" if e.instance else ""
+        print(f"    {stamp}{who} {e.message}")
     return 0
 
 
 def cmd_node_update(args: argparse.Namespace) -> int:
-    body = _spec_from_args(args, partial=True)
-    node = _client(args).request("PATCH", f"/v1/nodes/{args.name}", json=body)
-    print(f"node {node['name']} updated: {', '.join(sorted(body)) or 'nothing'}")
+    patch = _patch_from_args(args)
+    node = _client(args).update_node(args.name, patch)
+    print(f"node {node.name} updated: {', '.join(patch.changed()) or 'nothing'}")
     return 0
 
 
 def cmd_node_action(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.action == "delete":
-        client.request("DELETE", f"/v1/nodes/{args.name}", params={"force": args.force})
+        client.delete_node(args.name, force=args.force)
         print(f"node {args.name} is being deleted")
     else:
-        node = client.request("POST", f"/v1/nodes/{args.name}:{args.action}")
-        print(f"node {node['name']}: {args.action} requested")
+        act = client.suspend_node if args.action == "suspend" else client.resume_node
+        node = act(args.name)
+        print(f"node {node.name}: {args.action} requested")
     return 0
 
 
 def cmd_node_logs(args: argparse.Namespace) -> int:
     client = _client(args)
-    params = {"instance": args.instance or "", "tail": args.tail, "follow": args.follow}
     if not args.follow:
-        print(client.request("GET", f"/v1/nodes/{args.name}/logs", params=params), end="")
+        print(client.node_logs(args.name, args.instance or "", args.tail), end="")
         return 0
-    for line in client.stream_lines(f"/v1/nodes/{args.name}/logs", params):
+    for line in client.follow_node_logs(args.name, args.instance or "", args.tail):
         print(line, flush=True)
     return 0
 
 
-def _alias_body(args: argparse.Namespace) -> dict[str, Any]:
-    body: dict[str, Any] = {}
+def _alias_changes(args: argparse.Namespace) -> dict[str, object]:
+    """The alias settings given as options (``alias create`` and ``alias update``)."""
+    changes = _given(
+        sticky_header=args.sticky_header, sticky_cookie=args.sticky_cookie,
+        allow_incompatible=args.allow_incompatible or None,
+    )  # fmt: skip
     if args.node:
         nodes = []
         for item in args.node:
@@ -218,80 +254,64 @@ def _alias_body(args: argparse.Namespace) -> dict[str, Any]:
             if not weight.strip().isdigit():
                 raise Checkpoint2SvcError(f"--node {item}: write NODE=WEIGHT, e.g. --node v1=90")
             nodes.append({"node": node, "weight": int(weight)})
-        body["nodes"] = nodes
+        changes["nodes"] = nodes
     if args.metadata:
-        body["metadata"] = dict(item.split("=", 1) for item in args.metadata)
-    if args.allow_incompatible:
-        body["allow_incompatible"] = True
-    if args.sticky_header is not None:
-        body["sticky_header"] = args.sticky_header
-    if args.sticky_cookie is not None:
-        body["sticky_cookie"] = args.sticky_cookie
-    return body
+        changes["metadata"] = dict(item.split("=", 1) for item in args.metadata)
+    return changes
 
 
-def _print_alias(alias: dict[str, Any]) -> None:
-    split = ", ".join(
-        f"{n['node']}={n['weight']}% ({alias['node_status'][n['node']]})" for n in alias["nodes"]
-    )
-    print(f"alias {alias['name']}: {split}")
-    print(f"  REST: {alias['endpoint']['rest']}\n  gRPC: {alias['endpoint']['grpc']}")
-    sticky = alias["sticky_header"] or alias["sticky_cookie"]
+def _print_alias(alias: AliasView) -> None:
+    split = ", ".join(f"{n}={w}% ({alias.node_status[n]})" for n, w in alias.weights)
+    print(f"alias {alias.name}: {split}")
+    _print_endpoint(alias.endpoint)
+    sticky = alias.sticky_header or alias.sticky_cookie
     if sticky:
-        kind = "header" if alias["sticky_header"] else "cookie"
+        kind = "header" if alias.sticky_header else "cookie"
         print(f"  sticky by {kind} {sticky}")
-    if alias["metadata"]:
-        print("  metadata: " + ", ".join(f"{k}={v}" for k, v in alias["metadata"].items()))
+    if alias.metadata:
+        print("  metadata: " + ", ".join(f"{k}={v}" for k, v in alias.metadata.items()))
 
 
 def cmd_alias(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.verb == "list":
-        for alias in client.request("GET", "/v1/aliases"):
+        for alias in client.aliases():
             _print_alias(alias)
         return 0
     if args.verb == "delete":
-        client.request("DELETE", f"/v1/aliases/{args.name}")
+        client.delete_alias(args.name)
         print(f"alias {args.name} deleted")
         return 0
     if args.verb == "get":
-        alias = client.request("GET", f"/v1/aliases/{args.name}")
+        alias = client.alias(args.name)
     elif args.verb == "create":
         if not args.node:
             raise Checkpoint2SvcError("give the alias its nodes: --node NODE=WEIGHT (repeatable)")
-        alias = client.request("POST", "/v1/aliases", json={"name": args.name, **_alias_body(args)})
+        body = AliasCreate.model_validate({"name": args.name, **_alias_changes(args)})
+        alias = client.create_alias(body)
     else:
-        alias = client.request("PATCH", f"/v1/aliases/{args.name}", json=_alias_body(args))
+        alias = client.update_alias(args.name, AliasPatch.model_validate(_alias_changes(args)))
     if args.json:
-        print(json.dumps(alias, indent=2))
+        _print_json(alias)
     else:
         _print_alias(alias)
     return 0
 
 
-def _client_node(api: Any, name: str) -> tuple[str, dict[str, Any]]:
+def _client_node(api: ControllerClient, name: str) -> tuple[str, NodeView]:
     """Whether ``name`` is a ``"node"`` or an ``"alias"``, and the view of the node whose
     checkpoint types its client: an alias's first node (the nodes of an alias share inputs and
     outputs)."""
-    from checkpoint2svc.control.client import ControllerError
-
-    quoted = urllib.parse.quote(name, safe="")
-    try:
-        return "node", api.request("GET", f"/v1/nodes/{quoted}")
-    except ControllerError as exc:
-        if exc.status != 404:
-            raise
-    try:
-        alias = api.request("GET", f"/v1/aliases/{quoted}")
-    except ControllerError as exc:
-        if exc.status != 404:
-            raise
+    node = api.find_node(name)
+    if node is not None:
+        return "node", node
+    alias = api.find_alias(name)
+    if alias is None:
         raise Checkpoint2SvcError(
             f"no node or alias named {name!r}; `checkpoint2svc node list` and "
             "`checkpoint2svc alias list` show them"
-        ) from None
-    first = urllib.parse.quote(alias["nodes"][0]["node"], safe="")
-    return "alias", api.request("GET", f"/v1/nodes/{first}")
+        )
+    return "alias", api.node(alias.nodes[0].node)
 
 
 def _pip_path(path: Path) -> str:
@@ -303,17 +323,17 @@ def _pip_path(path: Path) -> str:
 
 def cmd_client(args: argparse.Namespace) -> int:
     from checkpoint2svc.checkpoint import Checkpoint
-    from checkpoint2svc.codegen.client import example_program
-    from checkpoint2svc.codegen.context import write_client_package
+    from checkpoint2svc.codegen.client_package import example_program
+    from checkpoint2svc.codegen.service_context import write_client_package
     from checkpoint2svc.errors import CheckpointError
 
     api = _client(args)
     kind, node = _client_node(api, args.name)
-    what = f"{kind} {args.name}" + (f" (its node {node['name']})" if kind == "alias" else "")
-    checkpoint = node["spec"]["checkpoint"]
+    what = f"{kind} {args.name}" + (f" (its node {node.name})" if kind == "alias" else "")
+    checkpoint = node.spec.checkpoint
     if checkpoint is None:
         raise Checkpoint2SvcError(
-            f"{what} runs the image {node['spec']['image']}, not a checkpoint: its client can "
+            f"{what} runs the image {node.spec.image}, not a checkpoint: its client can "
             "only be generated from the checkpoint that image was built from "
             "(`checkpoint2svc generate CKPT -o DIR` writes it to DIR/client)"
         )

@@ -20,7 +20,7 @@ def _progress(message: str) -> None:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
-    from checkpoint2svc.deploy.deployer import Deployer, DeploySettings
+    from checkpoint2svc.control.deployer import Deployer, DeploySettings
 
     settings = DeploySettings(
         name=args.name,
@@ -65,7 +65,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_undeploy(args: argparse.Namespace) -> int:
-    from checkpoint2svc.deploy.deployer import Deployer
+    from checkpoint2svc.control.deployer import Deployer
 
     for line in Deployer(home_of(args), _progress, start=False).undeploy(args.name):
         print(line)

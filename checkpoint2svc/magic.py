@@ -22,8 +22,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
 from checkpoint2svc.cli import variable_names
+from checkpoint2svc.control.deployer import DeployedNode, Deployer, Deployment, DeploySettings
 from checkpoint2svc.control.home import Home, default_home
-from checkpoint2svc.deploy.deployer import Deployer, Deployment, DeploySettings
 from checkpoint2svc.errors import CellExecutionError, Checkpoint2SvcError
 
 
@@ -114,7 +114,7 @@ class DeploymentView:
         signature = ", ".join(f"{v.name}: {v.type.render()}" for v in d.manifest.inputs)
         outputs = ", ".join(f"{v.name}: {v.type.render()}" for v in d.manifest.outputs)
         rows = [
-            ("status", f"{html.escape(d.status)} ({html.escape(done)})"),
+            ("status", f"{html.escape(str(d.status))} ({html.escape(done)})"),
             ("REST", f"<code>POST {html.escape(d.rest_url)}</code>"),
             ("gRPC", f"<code>{d.grpc_target}</code>, metadata <code>{key}: {value}</code>"),
             ("signature", html.escape(f"({signature}) -> ({outputs})")),
@@ -132,24 +132,16 @@ class DeploymentView:
 class StatusView:
     """``%deploy_status``: nodes, their instances and the aliases that route to them."""
 
-    def __init__(self, nodes: list[dict[str, Any]]) -> None:
+    def __init__(self, nodes: list[DeployedNode]) -> None:
         self.nodes = nodes
 
     def _rows(self) -> list[tuple[str, ...]]:
         rows: list[tuple[str, ...]] = []
-        for n in self.nodes:
-            aliases = ", ".join(f"{a['name']} ({a['weight']}%)" for a in n["aliases"]) or "-"
-            count = f"{n['healthy_instances']}/{len(n['instances'])}"
-            rows.append(
-                (
-                    n["name"],
-                    n["status"],
-                    count,
-                    n["spec"]["backend"],
-                    aliases,
-                    n["endpoint"]["rest"],
-                )
-            )
+        for deployed in self.nodes:
+            n = deployed.node
+            aliases = ", ".join(f"{a.name} ({a.weight}%)" for a in deployed.aliases) or "-"
+            count = f"{n.healthy_instances}/{len(n.instances)}"
+            rows.append((n.name, n.status, count, n.spec.backend, aliases, n.endpoint.rest))
         return rows
 
     _HEADER = ("node", "status", "healthy", "backend", "aliases", "REST")

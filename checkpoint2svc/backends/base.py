@@ -11,7 +11,7 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from checkpoint2svc.errors import BackendError
 
@@ -116,7 +116,7 @@ class InstanceBackend(Protocol):
         ...
 
 
-def default_backend_name() -> str:
+def default_backend_name() -> Literal["docker", "local"]:
     """``"docker"`` when a Docker engine answers a ping within a few seconds, else ``"local"``."""
     from checkpoint2svc.errors import DockerUnavailableError
     from checkpoint2svc.image.engine import docker_client

@@ -1,251 +1,237 @@
-"""The controller's REST API (FastAPI, 127.0.0.1 only, bearer token on every call)."""
+"""The controller's REST API (FastAPI, 127.0.0.1 only, bearer token on every call).
+
+Each route adapts HTTP to a function of ``operations`` and answers with a view of ``views``, so
+``/openapi.json`` documents every body, answer and refusal. The app carries the controller in
+its state; the ``Ctl`` dependency hands it to a route.
+"""
 
 from __future__ import annotations
 
 import hmac
 import time
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from checkpoint2svc.control.compat import node_signature, signature_differences
+from checkpoint2svc.control import operations
 from checkpoint2svc.control.controller import Controller
-from checkpoint2svc.control.models import AliasSpec, InstanceStatus, NodeSpec, NodeSpecError
+from checkpoint2svc.control.models import NodeSpec, NodeSpecError, NodeStatus
+from checkpoint2svc.control.operations import (
+    ConflictError,
+    InstanceNotFoundError,
+    LogRequestError,
+)
 from checkpoint2svc.control.store import (
     AliasExistsError,
     AliasNotFoundError,
     NodeExistsError,
     NodeNotFoundError,
-    NodeRow,
+)
+from checkpoint2svc.control.views import (
+    AliasCreate,
+    AliasDeleted,
+    AliasPatch,
+    AliasView,
+    ControllerStatus,
+    ErrorView,
+    NodeDeleted,
+    NodePatch,
+    NodeView,
+    Stopping,
+    alias_view,
+    node_view,
 )
 from checkpoint2svc.errors import Checkpoint2SvcError
+
+ERROR_STATUS: tuple[tuple[type[Checkpoint2SvcError], int], ...] = (
+    (NodeNotFoundError, 404), (AliasNotFoundError, 404), (InstanceNotFoundError, 404),
+    (NodeExistsError, 409), (AliasExistsError, 409), (ConflictError, 409),
+    (NodeSpecError, 422), (LogRequestError, 422),
+)  # fmt: skip
+"""The HTTP status of each refusal; any other error of the library is a 400."""
 
 _bearer = HTTPBearer(auto_error=False)
 
 
-def node_view(controller: Controller, row: NodeRow, events: int = 10) -> dict[str, Any]:
-    instances = controller.node_instances(row.name)
+def error_status(exc: Checkpoint2SvcError) -> int:
+    return next((status for kind, status in ERROR_STATUS if isinstance(exc, kind)), 400)
+
+
+def _controller(request: Request) -> Controller:
+    controller: Controller = request.app.state.controller
+    return controller
+
+
+def _authorized(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    token: str = request.app.state.token
+    if credentials is None or not hmac.compare_digest(credentials.credentials, token):
+        raise HTTPException(
+            401,
+            "missing or wrong bearer token: the CLI reads it from the controller's home "
+            "(token file written by `checkpoint2svc up`)",
+        )
+
+
+Ctl = Annotated[Controller, Depends(_controller)]
+
+
+def _refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorView} for status in (401, *statuses)}
+
+
+def _text_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A plain-text route's answers: text, or a refusal in JSON (stated here: FastAPI would
+    give the refusals the route's text media type)."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorView"}}}
     return {
-        "name": row.name,
-        "status": str(row.status),
-        "suspended": row.suspended,
-        "image": row.image or row.spec.image or "",
-        "version": controller.desired_version(row),
-        "build": controller.build_progress(row.name),  # the image build's last line, while it runs
-        "spec": row.spec.to_dict(),
-        "endpoint": {
-            "rest": f"http://127.0.0.1:{controller.gateway_port}/datasphere/v1/nodes/"
-            f"{row.name}:execute",
-            "grpc": f"127.0.0.1:{controller.gateway_port} (metadata x-node-id: {row.name})",
-        },
-        "instances": [r.to_dict() for r in instances],
-        "healthy_instances": sum(r.status == InstanceStatus.HEALTHY for r in instances),
-        "events": [
-            {"time": e.time, "instance": e.instance, "message": e.message}
-            for e in controller.store.events(row.name, events)
-        ],
-        "created": row.created,
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **{status: {"description": "refused", "content": error} for status in (401, *statuses)},
     }
 
 
-def create_api(controller: Controller, token: str, shutdown: Any = None) -> FastAPI:
+router = APIRouter(prefix="/v1", dependencies=[Depends(_authorized)])
+
+
+@router.get("/status", responses=_refusals())
+def status(controller: Ctl) -> ControllerStatus:
+    return ControllerStatus(
+        controller_id=controller.controller_id,
+        gateway=f"127.0.0.1:{controller.gateway_port}",
+        nodes=len(controller.store.nodes()),
+        time=time.time(),
+    )
+
+
+@router.post("/nodes", status_code=201, responses=_refusals(409, 422))
+def create_node(controller: Ctl, spec: NodeSpec) -> NodeView:
+    return node_view(controller, operations.create_node(controller, spec))
+
+
+@router.get("/nodes", responses=_refusals())
+def list_nodes(controller: Ctl) -> list[NodeView]:
+    return [node_view(controller, row, events=0) for row in controller.store.nodes()]
+
+
+@router.get("/nodes/{name}", responses=_refusals(404, 422))
+def get_node(controller: Ctl, name: str, events: int = 10) -> NodeView:
+    return node_view(controller, controller.store.node(name), events)
+
+
+@router.patch("/nodes/{name}", responses=_refusals(404, 422))
+def update_node(controller: Ctl, name: str, patch: NodePatch) -> NodeView:
+    return node_view(controller, operations.update_node(controller, name, patch))
+
+
+@router.post("/nodes/{name}:suspend", responses=_refusals(404, 422))
+def suspend_node(controller: Ctl, name: str) -> NodeView:
+    return node_view(controller, operations.suspend_node(controller, name, True))
+
+
+@router.post("/nodes/{name}:resume", responses=_refusals(404, 422))
+def resume_node(controller: Ctl, name: str) -> NodeView:
+    return node_view(controller, operations.suspend_node(controller, name, False))
+
+
+@router.delete("/nodes/{name}", status_code=202, responses=_refusals(404, 409, 422))
+def delete_node(controller: Ctl, name: str, force: bool = False) -> NodeDeleted:
+    operations.delete_node(controller, name, force)
+    return NodeDeleted(name=name, status=NodeStatus.DELETING)
+
+
+@router.get(
+    "/nodes/{name}/logs", response_model=None, response_class=PlainTextResponse,
+    responses=_text_answers(404, 422),
+)  # fmt: skip
+def node_logs(
+    controller: Ctl, name: str, instance: str = "", tail: int = 100, follow: bool = False
+) -> PlainTextResponse | StreamingResponse:
+    """The instances' last ``tail`` lines each; with ``follow`` one instance's, as they come."""
+    records = operations.log_instances(controller, name, instance, follow)
+    if follow:
+        lines = controller.instance_logs(records[0].id, tail, follow=True)
+        return StreamingResponse((line + "\n" for line in lines), media_type="text/plain")
+    chunks = []
+    for record in records:
+        text = "\n".join(controller.instance_logs(record.id, tail))
+        chunks.append(f"==> {record.id} <==\n{text}")
+    return PlainTextResponse("\n".join(chunks) + "\n")
+
+
+@router.post("/aliases", status_code=201, responses=_refusals(404, 409, 422))
+def create_alias(controller: Ctl, body: AliasCreate) -> AliasView:
+    return alias_view(controller, operations.create_alias(controller, body))
+
+
+@router.get("/aliases", responses=_refusals())
+def list_aliases(controller: Ctl) -> list[AliasView]:
+    return [alias_view(controller, alias) for alias in controller.store.aliases()]
+
+
+@router.get("/aliases/{name}", responses=_refusals(404, 422))
+def get_alias(controller: Ctl, name: str) -> AliasView:
+    return alias_view(controller, controller.store.alias(name))
+
+
+@router.patch("/aliases/{name}", responses=_refusals(404, 409, 422))
+def update_alias(controller: Ctl, name: str, patch: AliasPatch) -> AliasView:
+    return alias_view(controller, operations.update_alias(controller, name, patch))
+
+
+@router.delete("/aliases/{name}", responses=_refusals(404, 422))
+def delete_alias(controller: Ctl, name: str) -> AliasDeleted:
+    operations.delete_alias(controller, name)
+    return AliasDeleted(name=name, deleted=True)
+
+
+@router.post("/shutdown", status_code=202, responses=_refusals())
+def stop_controller(request: Request) -> Stopping:
+    shutdown: Callable[[], None] | None = request.app.state.shutdown
+    if shutdown is not None:
+        shutdown()
+    return Stopping()
+
+
+def metrics(controller: Ctl) -> PlainTextResponse:
+    """Every instance's metrics, labelled by instance, and the gateway's per node and alias."""
+    return PlainTextResponse(controller.metrics(), media_type="text/plain; version=0.0.4")
+
+
+async def _library_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Checkpoint2SvcError)
+    return JSONResponse({"detail": str(exc)}, status_code=error_status(exc))
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """A body or parameter of the wrong shape: 422 naming each field, in the API's one error
+    form (``{"detail": "..."}``)."""
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'][1:]) or error['loc'][0]}: {error['msg']}"
+        for error in exc.errors()
+    )
+    what = request.url.path.removeprefix("/v1/").split("/")[0].removesuffix("s")
+    return JSONResponse({"detail": f"invalid {what} settings: {problems}"}, status_code=422)
+
+
+def create_api(
+    controller: Controller, token: str, shutdown: Callable[[], None] | None = None
+) -> FastAPI:
     app = FastAPI(title="checkpoint2svc controller", version="1")
-
-    def authorized(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        if credentials is None or not hmac.compare_digest(credentials.credentials, token):
-            raise HTTPException(
-                401,
-                "missing or wrong bearer token: the CLI reads it from the controller's home "
-                "(token file written by `checkpoint2svc up`)",
-            )
-
-    @app.exception_handler(Checkpoint2SvcError)
-    async def library_error(request: Request, exc: Checkpoint2SvcError) -> JSONResponse:
-        status = 400
-        if isinstance(exc, NodeNotFoundError | AliasNotFoundError):
-            status = 404
-        elif isinstance(exc, NodeExistsError | AliasExistsError):
-            status = 409
-        elif isinstance(exc, NodeSpecError):
-            status = 422
-        return JSONResponse({"detail": str(exc)}, status_code=status)
-
-    guard = [Depends(authorized)]
-
-    @app.get("/v1/status", dependencies=guard)
-    def status() -> dict[str, Any]:
-        return {
-            "controller_id": controller.controller_id,
-            "gateway": f"127.0.0.1:{controller.gateway_port}",
-            "nodes": len(controller.store.nodes()),
-            "time": time.time(),
-        }
-
-    @app.post("/v1/nodes", dependencies=guard, status_code=201)
-    def create_node(body: dict[str, Any]) -> dict[str, Any]:
-        spec = NodeSpec.from_dict(body).validate()
-        row = controller.store.add_node(spec)
-        controller.event(spec.name, "node created")
-        return node_view(controller, row)
-
-    @app.get("/v1/nodes", dependencies=guard)
-    def list_nodes() -> list[dict[str, Any]]:
-        return [node_view(controller, row, events=0) for row in controller.store.nodes()]
-
-    @app.get("/v1/nodes/{name}", dependencies=guard)
-    def get_node(name: str, events: int = 10) -> dict[str, Any]:
-        return node_view(controller, controller.store.node(name), events)
-
-    @app.patch("/v1/nodes/{name}", dependencies=guard)
-    def update_node(name: str, body: dict[str, Any]) -> dict[str, Any]:
-        row = controller.store.node(name)
-        merged = {**row.spec.to_dict(), **body, "name": name}
-        spec = NodeSpec.from_dict(merged).validate()
-        rebuild = spec.checkpoint != row.spec.checkpoint or spec.image != row.spec.image
-        controller.store.update_node(name, spec=spec, image="" if rebuild else None)
-        if rebuild:
-            controller.retire_image(row)
-        controller.event(name, f"node updated: {', '.join(sorted(body)) or 'nothing'}")
-        return node_view(controller, controller.store.node(name))
-
-    @app.post("/v1/nodes/{name}:suspend", dependencies=guard)
-    def suspend(name: str) -> dict[str, Any]:
-        controller.store.update_node(name, suspended=True)
-        controller.event(name, "suspend requested")
-        return node_view(controller, controller.store.node(name))
-
-    @app.post("/v1/nodes/{name}:resume", dependencies=guard)
-    def resume(name: str) -> dict[str, Any]:
-        controller.store.update_node(name, suspended=False)
-        controller.event(name, "resume requested")
-        return node_view(controller, controller.store.node(name))
-
-    @app.delete("/v1/nodes/{name}", dependencies=guard, status_code=202)
-    def delete_node(name: str, force: bool = False) -> dict[str, Any]:
-        controller.store.node(name)
-        using = [a for a in controller.store.aliases() if name in dict(a.nodes)]
-        if using and not force:
-            raise HTTPException(
-                409,
-                f"alias {', '.join(a.name for a in using)} still points at node {name}; update "
-                "the alias first, or pass --force to take the node out of it (its share goes to "
-                "the alias's other nodes)",
-            )
-        for alias in using:
-            rest = [(node, weight) for node, weight in alias.nodes if node != name]
-            if not rest:
-                controller.store.remove_alias(alias.name)
-                continue
-            total = sum(weight for _, weight in rest) or 1
-            shares = [(node, weight * 100 // total) for node, weight in rest]
-            shares[0] = (shares[0][0], shares[0][1] + 100 - sum(w for _, w in shares))
-            controller.store.update_alias(replace(alias, nodes=tuple(shares)))
-        controller.store.update_node(name, deleting=True)
-        controller.event(name, "delete requested")
-        return {"name": name, "status": "Deleting"}
-
-    @app.get("/v1/nodes/{name}/logs", dependencies=guard, response_model=None)
-    def logs(
-        name: str, instance: str = "", tail: int = 100, follow: bool = False
-    ) -> PlainTextResponse | StreamingResponse:
-        controller.store.node(name)
-        records = [r for r in controller.node_instances(name) if not instance or r.id == instance]
-        if instance and not records:
-            raise HTTPException(404, f"node {name} has no instance {instance!r}")
-        if follow:
-            if len(records) != 1:
-                names = ", ".join(r.id for r in records) or "none"
-                raise HTTPException(
-                    422, f"--follow needs one instance: pass --instance (node {name} has {names})"
-                )
-            lines = controller.instance_logs(records[0].id, tail, follow=True)
-            return StreamingResponse((line + "\n" for line in lines), media_type="text/plain")
-        chunks = []
-        for record in records:
-            text = "\n".join(controller.instance_logs(record.id, tail))
-            chunks.append(f"==> {record.id} <==\n{text}")
-        return PlainTextResponse("\n".join(chunks) + "\n")
-
-    def alias_view(alias: AliasSpec) -> dict[str, Any]:
-        statuses = {row.name: str(row.status) for row in controller.store.nodes()}
-        port = controller.gateway_port
-        return {
-            **alias.to_dict(),
-            "node_status": {node: statuses.get(node, "missing") for node, _ in alias.nodes},
-            "endpoint": {
-                "rest": f"http://127.0.0.1:{port}/datasphere/v1/aliases/{alias.name}:execute",
-                "grpc": f"127.0.0.1:{port} (metadata x-node-alias: {alias.name})",
-            },
-        }
-
-    def checked_alias(body: dict[str, Any], current: AliasSpec | None) -> AliasSpec:
-        alias = AliasSpec.from_dict(body).validate()
-        for node, _ in alias.nodes:
-            controller.store.node(node)  # raises naming an unknown node
-        if body.get("allow_incompatible"):
-            return alias
-        reference = (current or alias).nodes[0][0]  # the node the alias's clients know
-        base = node_signature(controller.store.node(reference).spec)
-        for node, _ in alias.nodes:
-            if base is None or node == reference:
-                continue
-            candidate = node_signature(controller.store.node(node).spec)
-            if candidate is None:
-                continue
-            differences = signature_differences(base, candidate)
-            if differences:
-                raise HTTPException(
-                    409,
-                    f"node {node} is not compatible with alias {alias.name} (served by "
-                    f"{reference}):\n"
-                    + "\n".join(differences)
-                    + "\npass --allow-incompatible to point the alias at it anyway",
-                )
-        return alias
-
-    @app.post("/v1/aliases", dependencies=guard, status_code=201)
-    def create_alias(body: dict[str, Any]) -> dict[str, Any]:
-        alias = checked_alias(body, None)
-        controller.store.add_alias(alias)
-        controller.apply_gateway()
-        return alias_view(alias)
-
-    @app.get("/v1/aliases", dependencies=guard)
-    def list_aliases() -> list[dict[str, Any]]:
-        return [alias_view(alias) for alias in controller.store.aliases()]
-
-    @app.get("/v1/aliases/{name}", dependencies=guard)
-    def get_alias(name: str) -> dict[str, Any]:
-        return alias_view(controller.store.alias(name))
-
-    @app.patch("/v1/aliases/{name}", dependencies=guard)
-    def update_alias(name: str, body: dict[str, Any]) -> dict[str, Any]:
-        current = controller.store.alias(name)
-        merged = {**current.to_dict(), **body, "name": name}
-        alias = checked_alias(merged, current)
-        controller.store.update_alias(alias)
-        controller.apply_gateway()
-        return alias_view(alias)
-
-    @app.delete("/v1/aliases/{name}", dependencies=guard)
-    def delete_alias(name: str) -> dict[str, Any]:
-        controller.store.remove_alias(name)
-        controller.apply_gateway()
-        return {"name": name, "deleted": True}
-
-    @app.get("/metrics", dependencies=guard)
-    def metrics() -> PlainTextResponse:
-        return PlainTextResponse(controller.metrics(), media_type="text/plain; version=0.0.4")
-
-    @app.post("/v1/shutdown", dependencies=guard, status_code=202)
-    def stop_controller() -> dict[str, str]:
-        if shutdown is not None:
-            shutdown()
-        return {"status": "stopping"}
-
+    app.state.controller = controller
+    app.state.token = token
+    app.state.shutdown = shutdown
+    app.add_exception_handler(Checkpoint2SvcError, _library_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.include_router(router)
+    app.add_api_route(
+        "/metrics", metrics, methods=["GET"], dependencies=[Depends(_authorized)],
+        response_class=PlainTextResponse, responses=_text_answers(),
+    )  # fmt: skip
     return app

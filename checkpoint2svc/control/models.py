@@ -5,11 +5,17 @@ from __future__ import annotations
 import enum
 import re
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from pydantic import ConfigDict
 
 from checkpoint2svc.backends.base import InstanceHandle
 from checkpoint2svc.errors import Checkpoint2SvcError
+
+STRICT = ConfigDict(extra="forbid")
+"""The API (pydantic) refuses a setting these dataclasses do not know, naming it."""
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$")
 
@@ -40,6 +46,8 @@ class InstanceStatus(enum.StrEnum):
 class HealthCheck:
     """DataSphere's docker-node health check: an HTTP path or a gRPC health service."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = STRICT
+
     kind: Literal["http", "grpc"] = "http"
     path: str = "/readyz"
     grpc_service: str = ""
@@ -56,6 +64,8 @@ class HealthCheck:
 
 @dataclass(frozen=True)
 class Telemetry:
+    __pydantic_config__: ClassVar[ConfigDict] = STRICT
+
     path: str = "/metrics"
     port: int | None = None
     """Inside the instance; None means the HTTP port."""
@@ -63,6 +73,8 @@ class Telemetry:
 
 @dataclass(frozen=True)
 class Autoscaling:
+    __pydantic_config__: ClassVar[ConfigDict] = STRICT
+
     target_in_flight: float = 4.0
     """In-flight requests per instance that the autoscaler aims at."""
     up_window_s: float = 5.0
@@ -75,6 +87,8 @@ IMAGE_ONLY_PORTS = ("--metrics-port", "--health-port")
 
 @dataclass(frozen=True)
 class NodeSpec:
+    __pydantic_config__: ClassVar[ConfigDict] = STRICT
+
     name: str
     checkpoint: str | None = None
     """A checkpoint directory (the image is built from it, or it is served by the local backend)."""
@@ -195,11 +209,6 @@ class InstanceRecord:
     def created_at(self) -> float:
         return self.handle.created_at
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        handle = data.pop("handle")
-        return {"id": handle.pop("instance_id"), **handle, **data, "status": str(self.status)}
-
 
 @dataclass(frozen=True)
 class Event:
@@ -213,12 +222,16 @@ class Event:
         return cls(time.time(), node, message, instance)
 
 
+Weights = tuple[tuple[str, int], ...]
+"""An alias's nodes and their percentages, in order."""
+
+
 @dataclass(frozen=True)
 class AliasSpec:
     """A stable name over nodes; each node gets ``weight`` percent of the requests."""
 
     name: str
-    nodes: tuple[tuple[str, int], ...]
+    nodes: Weights
     metadata: dict[str, str] = field(default_factory=dict)
     sticky_header: str = ""
     """Keeps a client on one instance by this header's value (for shared-mode nodes)."""
@@ -264,3 +277,29 @@ class AliasSpec:
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise NodeSpecError(f"invalid alias settings: {exc!r}") from exc
+
+
+def rebalance(weights: Sequence[tuple[str, int]], share: int = 100) -> Weights:
+    """Scale ``weights`` to add up to ``share``, keeping their proportions; nodes left with 0
+    are dropped. The rounding goes to the largest remainders (70/30 scaled to 25 is 18/7, the
+    closest to 17.5/7.5), and when every weight is 0 the share is split equally. The one rule
+    for a node leaving an alias (``node delete --force``, ``undeploy``) and for a canary
+    taking a share of it (``deploy --weight``)."""
+    if share <= 0 or not weights:
+        return ()
+    total = sum(weight for _, weight in weights)
+    if total == 0:
+        weights, total = [(node, 1) for node, _ in weights], len(weights)
+    exact = [(node, weight * share / total) for node, weight in weights]
+    scaled = {node: int(value) for node, value in exact}
+    left = share - sum(scaled.values())
+    by_remainder = sorted(exact, key=lambda item: item[1] - int(item[1]), reverse=True)
+    for node, _ in by_remainder[:left]:
+        scaled[node] += 1
+    return tuple((node, scaled[node]) for node, _ in weights if scaled[node] > 0)
+
+
+def without_nodes(weights: Weights, nodes: Collection[str]) -> Weights:
+    """An alias's ``weights`` with ``nodes`` taken out, their share given to the others
+    (``rebalance``); empty when none is left."""
+    return rebalance([(node, weight) for node, weight in weights if node not in nodes])

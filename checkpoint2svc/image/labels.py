@@ -3,12 +3,13 @@ which checkpoint and signature it serves without running it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import MISSING, dataclass
 from typing import TYPE_CHECKING, Any
 
-from checkpoint2svc import __version__
 from checkpoint2svc.checkpoint.manifest import MANIFEST_NAME, Manifest, sha256_file
 from checkpoint2svc.errors import ImageError
+from checkpoint2svc.version import __version__
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 PREFIX = "org.checkpoint2svc."
 HTTP_PORT = 8080
 GRPC_PORT = 9090
+
+
+def label_name(field: str) -> str:
+    return f"{PREFIX}{field.replace('_', '-')}"
 
 
 @dataclass(frozen=True)
@@ -34,18 +39,21 @@ class ImageLabels:
     cell: int
     version: str
     """The checkpoint2svc that built the image."""
+    signature: str = ""
+    """The inputs' and outputs' names and types (``Manifest.signature()`` as JSON), so the
+    controller can check an image node's compatibility with an alias; empty in an image built
+    before it was recorded."""
 
     def to_docker(self) -> dict[str, str]:
-        return {
-            f"{PREFIX}{key.replace('_', '-')}": str(value)
-            for key, value in sorted(self.__dict__.items())
-        }
+        return {label_name(key): str(value) for key, value in sorted(self.__dict__.items())}
 
     @classmethod
     def from_docker(cls, labels: dict[str, str], image: str) -> ImageLabels:
         try:
             values: dict[str, Any] = {
-                key: labels[f"{PREFIX}{key.replace('_', '-')}"] for key in cls.__dataclass_fields__
+                key: labels[label_name(key)]
+                for key, spec in cls.__dataclass_fields__.items()
+                if spec.default is MISSING or label_name(key) in labels
             }
         except KeyError as exc:
             raise ImageError(
@@ -69,6 +77,7 @@ def labels_for(manifest: Manifest, checkpoint_dir: Path) -> ImageLabels:
         notebook=manifest.notebook,
         cell=manifest.cell.index,
         version=__version__,
+        signature=json.dumps(manifest.signature(), sort_keys=True, separators=(",", ":")),
     )
 
 

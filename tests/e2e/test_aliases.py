@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
-from checkpoint2svc.control.client import stop_controller
+from checkpoint2svc.control.api_client import stop_controller
+from checkpoint2svc.control.models import NodeStatus
 from tests.e2e.cli import assert_clean_failure
 from tests.e2e.test_nodes import Controller, call_until, healthy_with, node_service_call
 
@@ -169,7 +170,7 @@ def test_deleting_a_node_an_alias_uses_is_refused_unless_forced(
     )
     # a node without a healthy instance gives its share to the others
     assert controller.cli("node", "suspend", "v2").returncode == 0
-    controller.wait("v2", lambda n: n["status"] == "Suspended" and not n["instances"])
+    controller.wait("v2", lambda n: n.status == NodeStatus.SUSPENDED and not n.instances)
     assert count_versions(controller, "greet", 100) == {"v1": 100}
     assert controller.cli("node", "resume", "v2").returncode == 0
     controller.wait("v2", healthy_with(1))
@@ -178,8 +179,8 @@ def test_deleting_a_node_an_alias_uses_is_refused_unless_forced(
     stderr = assert_clean_failure(controller.cli("node", "delete", "v2"))
     assert "alias greet still points at node v2" in stderr
     assert controller.cli("node", "delete", "v2", "--force").returncode == 0
-    alias = controller.api.request("GET", "/v1/aliases/greet")
-    assert alias["nodes"] == [{"node": "v1", "weight": 100}]
+    alias = controller.api.alias("greet")
+    assert alias.weights == (("v1", 100),)
     stderr = assert_clean_failure(
         controller.cli("alias", "create", "bad", "--node", "v1=60", "--node", "v2=30")
     )

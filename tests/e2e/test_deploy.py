@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from checkpoint2svc.control.client import stop_controller
+from checkpoint2svc.control.api_client import stop_controller
 from tests.e2e.cli import assert_clean_failure, cli
 from tests.e2e.test_nodes import Controller
 
@@ -49,8 +49,8 @@ def deploy(controller: Controller, *args: object) -> str:
 
 
 def alias_nodes(controller: Controller, alias: str) -> dict[str, int]:
-    view = controller.api.request("GET", f"/v1/aliases/{alias}")
-    return {n["node"]: n["weight"] for n in view["nodes"]}
+    view = controller.api.alias(alias)
+    return {n.node: n.weight for n in view.nodes}
 
 
 class Load:
@@ -98,11 +98,11 @@ def test_deploy_behind_an_alias_is_idempotent_and_rolls_out_without_failures(
         "message": "Hello, Bo!",
         "scaled": [3],
     }
-    instances = [i["id"] for i in controller.node(node.group(1))["instances"]]
+    instances = [i.id for i in controller.node(node.group(1)).instances]
 
     again = deploy(controller, notebook, "--cell", "greet", "--name", "greet", "--alias", "hi")
     assert "nothing changed" in again, again
-    assert [i["id"] for i in controller.node(node.group(1))["instances"]] == instances
+    assert [i.id for i in controller.node(node.group(1)).instances] == instances
 
     greeter_copy(tmp_path, scale=5)
     with Load(url, body) as load:
@@ -112,7 +112,7 @@ def test_deploy_behind_an_alias_is_idempotent_and_rolls_out_without_failures(
     assert f"retired node {node.group(1)}" in rolled, rolled
     assert set(load.codes) == {200}, load.codes  # no request failed during the switch
     assert alias_nodes(controller, "hi") == {new.group(1): 100}
-    assert [n["name"] for n in controller.api.request("GET", "/v1/nodes")] == [new.group(1)]
+    assert [n.name for n in controller.api.nodes()] == [new.group(1)]
     assert httpx.post(url, json=body, timeout=30).json()["output"]["scaled"] == [5]
     assert len(list((controller.home.root / "checkpoints").iterdir())) == 1  # old one pruned
 
@@ -134,7 +134,7 @@ def test_deploy_behind_an_alias_is_idempotent_and_rolls_out_without_failures(
     removed = controller.cli("undeploy", "greet")
     assert removed.returncode == 0, removed.stderr
     assert "deleted alias hi" in removed.stdout
-    assert controller.api.request("GET", "/v1/nodes") == []
+    assert controller.api.nodes() == []
     assert list((controller.home.root / "checkpoints").iterdir()) == []
 
 
@@ -153,7 +153,7 @@ def test_deploy_without_alias_updates_the_node_in_place(
     assert httpx.post(url, json=body, timeout=30).json()["output"]["scaled"] == [20]
     rescaled = deploy(controller, notebook, "--cell", "greet", "--name", "greeter", "--min", "2")
     assert "rescaled node greeter to 2-2 instances" in rescaled, rescaled
-    assert controller.node("greeter")["healthy_instances"] == 2
+    assert controller.node("greeter").healthy_instances == 2
 
 
 def test_an_incompatible_version_is_refused_and_nothing_changes(
@@ -172,7 +172,7 @@ def test_an_incompatible_version_is_refused_and_nothing_changes(
     stderr = assert_clean_failure(refused)
     assert "~ output scaled: list[int] -> str" in stderr and "--allow-incompatible" in stderr
     assert alias_nodes(controller, "hi") == before
-    assert [n["name"] for n in controller.api.request("GET", "/v1/nodes")] == list(before)
+    assert [n.name for n in controller.api.nodes()] == list(before)
 
 
 def test_deploy_reports_bad_input_clearly(controller: Controller, tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ def test_deploy_reports_bad_input_clearly(controller: Controller, tmp_path: Path
     assert "nope.ipynb" in assert_clean_failure(missing)
     nothing = controller.cli("undeploy", "ghost")
     assert "nothing is deployed as 'ghost'" in assert_clean_failure(nothing)
-    assert controller.api.request("GET", "/v1/nodes") == []
+    assert controller.api.nodes() == []
     stopped = cli("undeploy", "ghost", "--home", tmp_path / "no-controller")
     assert "checkpoint2svc up --home" in assert_clean_failure(stopped)
     fresh = tmp_path / "fresh-home"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from checkpoint2svc.checkpoint import Checkpoint, Manifest
-from checkpoint2svc.control.client import stop_controller
+from checkpoint2svc.control.api_client import stop_controller
 from checkpoint2svc.image.self_test import whole_numbers
 from tests.e2e.cli import assert_clean_failure, cli
 from tests.e2e.instance import Instance

@@ -14,7 +14,8 @@ import pytest
 from nbclient import NotebookClient
 
 from checkpoint2svc.checkpoint.kernel import kernel_manager
-from checkpoint2svc.control.client import stop_controller
+from checkpoint2svc.control.api_client import stop_controller
+from checkpoint2svc.control.models import NodeStatus
 from tests.e2e.test_nodes import Controller, _needs_engine, remove_node_images
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker-images")]
@@ -119,8 +120,8 @@ def test_deploy_magic_serves_the_cell_from_the_live_kernel(
     again = run_notebook(["%load_ext checkpoint2svc", "%undeploy words"], tmp_path)
     assert not errors_of(again[1]), errors_of(again[1])
     assert "deleted alias words-live" in text_of(again[1])
-    assert controller.api.request("GET", "/v1/nodes") == []
-    assert controller.api.request("GET", "/v1/aliases") == []
+    assert controller.api.nodes() == []
+    assert controller.api.aliases() == []
 
 
 def test_deploy_magic_twice_changes_nothing_and_names_a_failing_cell(
@@ -144,4 +145,4 @@ def test_deploy_magic_twice_changes_nothing_and_names_a_failing_cell(
     failed = text_of(second[3])
     assert "ZeroDivisionError" in failed and "nothing was deployed" in failed
     node = controller.node("words")
-    assert node["status"] == "Healthy" and len(node["instances"]) == 1
+    assert node.status == NodeStatus.HEALTHY and len(node.instances) == 1

@@ -19,9 +19,11 @@ import httpx
 import pytest
 
 from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
-from checkpoint2svc.control.client import ControllerClient, start_controller, stop_controller
+from checkpoint2svc.control.api_client import ControllerClient, start_controller, stop_controller
 from checkpoint2svc.control.home import Home
+from checkpoint2svc.control.models import InstanceStatus, NodeStatus
 from checkpoint2svc.control.store import Store
+from checkpoint2svc.control.views import NodeView
 from tests.e2e.cli import assert_clean_failure, cli, write_notebook
 from tests.e2e.instance import free_port, free_ports
 
@@ -41,11 +43,10 @@ class Controller:
     def cli(self, *args: object) -> Any:
         return cli(*args, "--home", self.home.root)
 
-    def node(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.api.request("GET", f"/v1/nodes/{name}")
-        return result
+    def node(self, name: str) -> NodeView:
+        return self.api.node(name)
 
-    def wait(self, name: str, ok: Callable[[dict[str, Any]], bool], timeout: float = 300) -> dict:
+    def wait(self, name: str, ok: Callable[[NodeView], bool], timeout: float = 300) -> NodeView:
         deadline = time.monotonic() + timeout
         node = self.node(name)
         while not ok(node):
@@ -60,7 +61,7 @@ class Controller:
         counters are read on the next reconcile pass, and a busy instance may miss a scrape."""
         deadline = time.monotonic() + timeout
         while True:
-            text: str = self.api.request("GET", "/metrics")
+            text: str = self.api.metrics()
             missing = [p for p in patterns if not re.search(p, text)]
             if not missing:
                 return text
@@ -135,19 +136,19 @@ def call_until(
             failures.append(f"{response.status_code} {response.text}")
 
 
-def reported(message: str, since: float) -> Callable[[dict[str, Any]], bool]:
+def reported(message: str, since: float) -> Callable[[NodeView], bool]:
     """True once the node's events hold `message`, logged at or after `since` (a time.time())."""
 
-    def check(node: dict[str, Any]) -> bool:
-        return any(e["time"] >= since and e["message"] == message for e in node["events"])
+    def check(node: NodeView) -> bool:
+        return any(e.time >= since and e.message == message for e in node.events)
 
     return check
 
 
-def healthy_with(count: int) -> Callable[[dict[str, Any]], bool]:
-    def check(node: dict[str, Any]) -> bool:
-        healthy = [i for i in node["instances"] if i["status"] == "Healthy"]
-        return node["status"] == "Healthy" and len(healthy) == count
+def healthy_with(count: int) -> Callable[[NodeView], bool]:
+    def check(node: NodeView) -> bool:
+        healthy = [i for i in node.instances if i.status == InstanceStatus.HEALTHY]
+        return node.status == NodeStatus.HEALTHY and len(healthy) == count
 
     return check
 
@@ -174,14 +175,14 @@ def test_node_lifecycle(
         build_lines = set()
         deadline = time.monotonic() + 600
         while not (view := controller.node("greeter"))["image"]:
-            assert time.monotonic() < deadline and view["status"] != "Unhealthy", view
-            if view["build"]:
-                build_lines.add(view["build"])
+            assert time.monotonic() < deadline and view.status != NodeStatus.UNHEALTHY, view
+            if view.build:
+                build_lines.add(view.build)
             time.sleep(0.05)
         assert any(re.match(r"Step \d+/\d+ : ", line) for line in build_lines), build_lines
-        assert view["build"] is None
+        assert view.build is None
     node = controller.wait("greeter", healthy_with(2))
-    first_ids = {i["id"] for i in node["instances"]}
+    first_ids = {i.id for i in node.instances}
 
     # 200 requests over REST through the gateway, shared by both instances
     answered: Counter[str] = Counter()
@@ -216,16 +217,16 @@ def test_node_lifecycle(
     controller.metrics(*served_both, gateway_counted)
 
     # an instance dies: the node reports what its minimum implies, then a replacement comes up
-    victim = node["instances"][0]
-    victim_socket = victim["http_socket"]
+    victim = node.instances[0]
+    victim_socket = victim.http_socket
     killed_at = time.time()
-    _kill(backend, victim["ref"])
+    _kill(backend, victim.ref)
     # the replacement can be Healthy within 0.2 s, so the status is read from the node's events
     controller.wait("greeter", reported("node Unhealthy (1 healthy, minimum 2)", killed_at), 30)
     node = controller.wait("greeter", healthy_with(2))
-    assert victim["id"] not in {i["id"] for i in node["instances"]}
+    assert victim.id not in {i.id for i in node.instances}
     assert not Path(victim_socket).parent.exists()  # its socket directory went with it
-    events = " ".join(e["message"] for e in node["events"])
+    events = " ".join(e.message for e in node.events)
     assert "exited" in events
     for _ in range(50):
         assert controller.execute("greeter", {"name": "x", "values": []}).status_code == 200
@@ -233,23 +234,23 @@ def test_node_lifecycle(
     if backend == "docker":  # its image removed by hand: the next replacement builds it again
         from tests.e2e.docker_engine import engine
 
-        engine().images.remove(node["image"], force=True)  # the running containers keep theirs
-        victim = node["instances"][0]
-        _kill(backend, victim["ref"])
+        engine().images.remove(node.image, force=True)  # the running containers keep theirs
+        victim = node.instances[0]
+        _kill(backend, victim.ref)
         node = controller.wait(
             "greeter",
-            lambda n: healthy_with(2)(n) and victim["id"] not in {i["id"] for i in n["instances"]},
+            lambda n: healthy_with(2)(n) and victim.id not in {i.id for i in n.instances},
             timeout=300,
         )
-        events = controller.api.request("GET", "/v1/nodes/greeter", params={"events": 50})
-        assert any("building it again" in e["message"] for e in events["events"]), events
-        assert engine().images.get(node["image"])
+        events = controller.api.node("greeter", events=50)
+        assert any("building it again" in e.message for e in events.events), events
+        assert engine().images.get(node.image)
 
     # a restarted controller adopts the running instances instead of starting new ones
-    before = {i["id"] for i in node["instances"]}
+    before = {i.id for i in node.instances}
     controller.restart()
     node = controller.wait("greeter", healthy_with(2))
-    assert {i["id"] for i in node["instances"]} == before
+    assert {i.id for i in node.instances} == before
 
     # logs of every instance, and of one
     logs = controller.cli("node", "logs", "greeter", "--tail", "50")
@@ -273,7 +274,7 @@ def test_node_lifecycle(
         assert controller.cli("node", "update", "greeter", "--env", "ROLL=1").returncode == 0
         node = controller.wait(
             "greeter",
-            lambda n: healthy_with(2)(n) and not {i["id"] for i in n["instances"]} & before,
+            lambda n: healthy_with(2)(n) and not {i.id for i in n.instances} & before,
         )
     finally:
         stop.set()
@@ -282,23 +283,25 @@ def test_node_lifecycle(
 
     # fewer instances
     assert controller.cli("node", "update", "greeter", "--min", "1", "--max", "1").returncode == 0
-    controller.wait("greeter", lambda n: healthy_with(1)(n) and len(n["instances"]) == 1)
+    controller.wait("greeter", lambda n: healthy_with(1)(n) and len(n.instances) == 1)
     assert controller.cli("node", "update", "greeter", "--min", "2", "--max", "2").returncode == 0
     controller.wait("greeter", healthy_with(2))
 
     # suspend and resume
     assert controller.cli("node", "suspend", "greeter").returncode == 0
-    node = controller.wait("greeter", lambda n: n["status"] == "Suspended" and not n["instances"])
+    node = controller.wait(
+        "greeter", lambda n: n.status == NodeStatus.SUSPENDED and not n.instances
+    )
     assert controller.execute("greeter", {"name": "x", "values": []}).status_code == 503
     assert controller.cli("node", "resume", "greeter").returncode == 0
     controller.wait("greeter", healthy_with(2))
 
     # delete leaves nothing behind: no instance, and on docker not the image it built
     node = controller.node("greeter")
-    refs = [i["ref"] for i in node["instances"]]
+    refs = [i.ref for i in node.instances]
     assert controller.cli("node", "delete", "greeter").returncode == 0
     deadline = time.monotonic() + 60
-    while controller.api.request("GET", "/v1/nodes"):
+    while controller.api.nodes():
         assert time.monotonic() < deadline, "the node was not deleted"
         time.sleep(0.2)
     for ref in refs:
@@ -306,9 +309,9 @@ def test_node_lifecycle(
     if backend == "docker":
         from tests.e2e.docker_engine import engine
 
-        assert node["image"].startswith("checkpoint2svc-node/greeter:")
-        while any(node["image"] in i.tags for i in engine().images.list("checkpoint2svc-node")):
-            assert time.monotonic() < deadline, f"{node['image']} was not removed"
+        assert node.image.startswith("checkpoint2svc-node/greeter:")
+        while any(node.image in i.tags for i in engine().images.list("checkpoint2svc-node")):
+            assert time.monotonic() < deadline, f"{node.image} was not removed"
             time.sleep(0.2)
 
 
@@ -326,7 +329,7 @@ def node_service_call(
     from google.protobuf import json_format
 
     from checkpoint2svc.codegen.proto import compile_shared_protos
-    from checkpoint2svc.runtime.proto_values import import_generated
+    from checkpoint2svc.wire.proto_values import import_generated
 
     compile_shared_protos(tmp_path / "gen")
     pb2 = import_generated("yandex.cloud.datasphere.v1.node_service_pb2", tmp_path / "gen")
@@ -385,7 +388,7 @@ def test_a_rollout_the_controller_did_not_finish_goes_on_after_a_restart(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     before = controller.wait("greeter", healthy_with(1))
-    old = before["instances"][0]["id"]
+    old = before.instances[0].id
 
     def accept_an_update() -> None:
         """What a controller killed right after it accepted `node update --env` leaves: the
@@ -398,10 +401,10 @@ def test_a_rollout_the_controller_did_not_finish_goes_on_after_a_restart(
     controller.restart(while_stopped=accept_an_update)
     after = controller.wait(
         "greeter",
-        lambda n: healthy_with(1)(n) and old not in {i["id"] for i in n["instances"]},
+        lambda n: healthy_with(1)(n) and old not in {i.id for i in n.instances},
     )
-    assert after["version"] != before["version"]
-    assert {i["version"] for i in after["instances"]} == {after["version"]}
+    assert after.version != before.version
+    assert {i.version for i in after.instances} == {after.version}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -439,7 +442,7 @@ def test_node_scales_up_under_load_and_back_down(
         for thread in threads:
             thread.join()
     assert not failures, failures[:3]
-    controller.wait("slow", lambda n: len(n["instances"]) == 1, timeout=180)
+    controller.wait("slow", lambda n: len(n.instances) == 1, timeout=180)
 
 
 def test_bad_requests_name_the_problem(
@@ -520,7 +523,7 @@ def test_node_from_any_image_with_an_http_health_check(
     response = httpx.get(f"{controller.gateway}/", headers={"x-node-id": "web"}, timeout=30)
     assert response.status_code == 200
     assert "Directory listing" in response.text
-    instance = node["instances"][0]["id"]
+    instance = node.instances[0].id
     assert response.headers["x-node-instance"] == instance
     # its exporter's metrics, scraped on the telemetry port, in the controller's /metrics
     controller.metrics(rf'web_up\{{instance="{instance}"\}} 1')
@@ -548,7 +551,7 @@ def test_an_image_that_exits_at_start_makes_the_node_unhealthy_with_its_log(
         "node", "create", "crash", "--image", images["crash"], "--backend", "docker", "--no-grpc"
     )
     assert done.returncode == 0, done.stderr
-    controller.wait("crash", lambda n: n["status"] == "Unhealthy", timeout=60)
+    controller.wait("crash", lambda n: n.status == NodeStatus.UNHEALTHY, timeout=60)
     shown = controller.cli("node", "get", "crash")
     assert "exited with code 3" in shown.stdout
     assert "boom-at-start" in shown.stdout
@@ -563,9 +566,9 @@ def test_a_port_the_image_does_not_serve_never_becomes_healthy(
         "--health-fails", "2", "--health-start-period", "2",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    node = controller.wait("wrong-port", lambda n: n["status"] == "Unhealthy", timeout=60)
-    assert node["instances"][0]["status"] == "Unhealthy"
-    assert "GET /" in node["instances"][0]["last_error"]
+    node = controller.wait("wrong-port", lambda n: n.status == NodeStatus.UNHEALTHY, timeout=60)
+    assert node.instances[0].status == InstanceStatus.UNHEALTHY
+    assert "GET /" in node.instances[0].last_error
 
 
 def test_up_on_a_busy_port_names_it_and_starts_nothing(tmp_path: Path) -> None:

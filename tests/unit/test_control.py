@@ -145,20 +145,32 @@ def test_alias_weights_are_checked(nodes: tuple[tuple[str, int], ...], says: str
 
 def test_signature_differences_name_removed_added_and_retyped_fields() -> None:
     from checkpoint2svc.control.compat import signature_differences
+    from checkpoint2svc.wire.signature import Signature
+    from checkpoint2svc.wire.type_ir import Scalar
 
-    def field(name: str, kind: str) -> dict[str, object]:
-        return {"name": name, "type": {"kind": kind}}
-
-    current = {"inputs": [field("a", "int"), field("b", "str")], "outputs": [field("y", "int")]}
+    current = Signature.of((("a", Scalar("int")), ("b", Scalar("str"))), (("y", Scalar("int")),))
     same = signature_differences(current, current)
     changed = signature_differences(
-        current, {"inputs": [field("a", "float"), field("c", "str")], "outputs": []}
+        current, Signature.of((("a", Scalar("float")), ("c", Scalar("str"))), ())
     )
     assert same == []
     assert "- input b is gone (clients that send it are refused)" in changed
     assert "+ new input c: str (clients do not send it)" in changed
     assert "~ input a: int -> float" in changed
     assert "- output y is gone (clients that read it break)" in changed
+
+
+def test_an_image_label_carries_the_signature_the_guard_compares(tmp_path: Path) -> None:
+    import json
+
+    from checkpoint2svc.image.labels import labels_for
+    from checkpoint2svc.wire.signature import Signature
+    from tests.unit.test_json_schema import make_manifest
+
+    manifest = make_manifest()
+    manifest.write(tmp_path)
+    labels = labels_for(manifest, tmp_path)
+    assert Signature.from_dict(json.loads(labels.signature)) == manifest.typed_signature()
 
 
 def test_images_the_controller_built_are_removed_once_unused(

@@ -8,14 +8,14 @@ import pytest
 
 from checkpoint2svc.checkpoint.live import default_inputs, kernel_annotations
 from checkpoint2svc.checkpoint.manifest import Manifest, TargetCell
-from checkpoint2svc.deploy.deployer import (
+from checkpoint2svc.control.deployer import (
     DeployError,
     DeploySettings,
     fingerprint,
     is_version_of,
-    split_weights,
     version_node_name,
 )
+from checkpoint2svc.control.models import rebalance
 from checkpoint2svc.errors import SignatureError
 from tests.unit.test_json_schema import make_manifest
 
@@ -31,10 +31,10 @@ from tests.unit.test_json_schema import make_manifest
         ([("a", 100)], 0, []),
     ],
 )
-def test_split_weights_keeps_proportions_and_adds_up(
+def test_rebalance_keeps_proportions_and_adds_up(
     others: list[tuple[str, int]], share: int, expected: list[tuple[str, int]]
 ) -> None:
-    result = split_weights(others, share)
+    result = list(rebalance(others, share))
     assert result == expected
     assert sum(w for _, w in result) == (share if result else 0)
 

@@ -1,4 +1,5 @@
-"""The controller's API as the CLI (and the notebook magic) call it."""
+"""The controller's API as the CLI, the deployer and the notebook magic call it (typed: each
+method returns a view of ``control.views``); starting and stopping the controller."""
 
 from __future__ import annotations
 
@@ -9,13 +10,28 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel, TypeAdapter
 
 from checkpoint2svc.backends.local import read_proc_stat
 from checkpoint2svc.control.home import ControllerInfo, Home
+from checkpoint2svc.control.models import NodeSpec
+from checkpoint2svc.control.views import (
+    AliasCreate,
+    AliasDeleted,
+    AliasPatch,
+    AliasView,
+    ControllerStatus,
+    ErrorView,
+    NodeDeleted,
+    NodePatch,
+    NodeView,
+    Stopping,
+)
 from checkpoint2svc.errors import Checkpoint2SvcError
 
 
@@ -35,7 +51,12 @@ class ControllerError(Checkpoint2SvcError):
         self.status = status
 
 
+T = TypeVar("T", bound=BaseModel)
+
+
 class ControllerClient:
+    """The controller's API, typed: each method is one route and returns its view."""
+
     def __init__(self, home: Home, timeout: float = 30) -> None:
         info = home.read_info()
         if info is None:
@@ -47,30 +68,126 @@ class ControllerClient:
             base_url=info.api_url, timeout=timeout, headers={"authorization": f"Bearer {token}"}
         )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    # --- the controller ---------------------------------------------------------------------
+    def status(self) -> ControllerStatus:
+        return self._call(ControllerStatus, "GET", "/v1/status")
+
+    def metrics(self) -> str:
+        return self._send("GET", "/metrics").text
+
+    def shutdown(self) -> Stopping:
+        return self._call(Stopping, "POST", "/v1/shutdown")
+
+    # --- nodes ------------------------------------------------------------------------------
+    def nodes(self) -> list[NodeView]:
+        return _NODES.validate_json(self._send("GET", "/v1/nodes").content)
+
+    def node(self, name: str, events: int = 10) -> NodeView:
+        return self._call(NodeView, "GET", _path("nodes", name), params={"events": events})
+
+    def find_node(self, name: str, events: int = 10) -> NodeView | None:
+        """The node, or None if there is none of that name."""
+        return _unless_missing(lambda: self.node(name, events))
+
+    def create_node(self, spec: NodeSpec) -> NodeView:
+        body = _SPEC.dump_python(spec, mode="json")
+        return self._call(NodeView, "POST", "/v1/nodes", json=body)
+
+    def update_node(self, name: str, patch: NodePatch) -> NodeView:
+        body = patch.model_dump(mode="json", exclude_unset=True)
+        return self._call(NodeView, "PATCH", _path("nodes", name), json=body)
+
+    def suspend_node(self, name: str) -> NodeView:
+        return self._call(NodeView, "POST", _path("nodes", name) + ":suspend")
+
+    def resume_node(self, name: str) -> NodeView:
+        return self._call(NodeView, "POST", _path("nodes", name) + ":resume")
+
+    def delete_node(self, name: str, force: bool = False) -> NodeDeleted:
+        return self._call(NodeDeleted, "DELETE", _path("nodes", name), params={"force": force})
+
+    def node_logs(self, name: str, instance: str = "", tail: int = 100) -> str:
+        params: dict[str, str | int | bool] = {"instance": instance, "tail": tail, "follow": False}
+        return self._send("GET", _path("nodes", name) + "/logs", params=params).text
+
+    def follow_node_logs(self, name: str, instance: str, tail: int = 100) -> Iterator[str]:
+        """One instance's log lines as they come (``node logs --follow``)."""
+        params: dict[str, str | int | bool] = {"instance": instance, "tail": tail, "follow": True}
+        path = _path("nodes", name) + "/logs"
+        with self._http.stream("GET", path, params=params, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _refusal(response)
+            yield from response.iter_lines()
+
+    # --- aliases ----------------------------------------------------------------------------
+    def aliases(self) -> list[AliasView]:
+        return _ALIASES.validate_json(self._send("GET", "/v1/aliases").content)
+
+    def alias(self, name: str) -> AliasView:
+        return self._call(AliasView, "GET", _path("aliases", name))
+
+    def find_alias(self, name: str) -> AliasView | None:
+        """The alias, or None if there is none of that name."""
+        return _unless_missing(lambda: self.alias(name))
+
+    def create_alias(self, body: AliasCreate) -> AliasView:
+        json = body.model_dump(mode="json", exclude_unset=True)
+        return self._call(AliasView, "POST", "/v1/aliases", json=json)
+
+    def update_alias(self, name: str, patch: AliasPatch) -> AliasView:
+        json = patch.model_dump(mode="json", exclude_unset=True)
+        return self._call(AliasView, "PATCH", _path("aliases", name), json=json)
+
+    def delete_alias(self, name: str) -> AliasDeleted:
+        return self._call(AliasDeleted, "DELETE", _path("aliases", name))
+
+    # --- transport --------------------------------------------------------------------------
+    def _call(
+        self, view: type[T], method: str, path: str, *,
+        json: object = None, params: Mapping[str, str | int | bool] | None = None,
+    ) -> T:  # fmt: skip
+        return view.model_validate_json(self._send(method, path, json=json, params=params).content)
+
+    def _send(
+        self, method: str, path: str, *,
+        json: object = None, params: Mapping[str, str | int | bool] | None = None,
+    ) -> httpx.Response:  # fmt: skip
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
             raise ControllerNotRunningError(
                 self.home, f" (no answer at {self.info.api_url}: {exc})"
             ) from None
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ControllerError(response.status_code, str(detail))
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return response.text
+            raise _refusal(response)
+        return response
 
-    def stream_lines(self, path: str, params: dict[str, Any]) -> Iterator[str]:
-        """A streamed text response, line by line (``node logs --follow``)."""
-        with self._http.stream("GET", path, params=params, timeout=None) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise ControllerError(response.status_code, response.json().get("detail", ""))
-            yield from response.iter_lines()
+
+_SPEC = TypeAdapter(NodeSpec)
+_NODES = TypeAdapter(list[NodeView])
+_ALIASES = TypeAdapter(list[AliasView])
+
+
+def _path(kind: str, name: str) -> str:
+    return f"/v1/{kind}/{urllib.parse.quote(name, safe='')}"
+
+
+def _refusal(response: httpx.Response) -> ControllerError:
+    try:
+        detail = ErrorView.model_validate_json(response.content).detail
+    except ValueError:
+        detail = response.text
+    return ControllerError(response.status_code, detail)
+
+
+def _unless_missing(get: Callable[[], T]) -> T | None:
+    try:
+        return get()
+    except ControllerError as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def start_controller(
@@ -102,7 +219,7 @@ def start_controller(
         info = home.read_info()
         if info is not None and info.pid == process.pid:
             try:
-                ControllerClient(home, timeout=2).request("GET", "/v1/status")
+                ControllerClient(home, timeout=2).status()
                 return info
             except Checkpoint2SvcError:
                 pass
@@ -140,12 +257,12 @@ def _check_ports_free(home: Home, api_port: int, gateway_port: int) -> None:
 def delete_all_nodes(home: Home, timeout: float = 120) -> None:
     """Delete every alias and node; wait until the controller has removed what they created."""
     client = ControllerClient(home)
-    for alias in client.request("GET", "/v1/aliases"):
-        client.request("DELETE", f"/v1/aliases/{alias['name']}")
-    for node in client.request("GET", "/v1/nodes"):
-        client.request("DELETE", f"/v1/nodes/{node['name']}")
+    for alias in client.aliases():
+        client.delete_alias(alias.name)
+    for node in client.nodes():
+        client.delete_node(node.name)
     deadline = time.monotonic() + timeout
-    while client.request("GET", "/v1/nodes"):
+    while client.nodes():
         if time.monotonic() > deadline:
             raise Checkpoint2SvcError(f"nodes were still being deleted after {timeout:.0f} s")
         time.sleep(0.2)
@@ -169,7 +286,7 @@ def stop_controller(home: Home, timeout: float = 30, everything: bool = False) -
         except Checkpoint2SvcError as exc:  # still stop the controller; report it after
             failure = exc
     try:
-        ControllerClient(home, timeout=5).request("POST", "/v1/shutdown")
+        ControllerClient(home, timeout=5).shutdown()
     except Checkpoint2SvcError:
         os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

@@ -22,12 +22,32 @@ from typing import Any, Literal
 
 from checkpoint2svc.checkpoint.checkpoint import Checkpoint
 from checkpoint2svc.checkpoint.manifest import Manifest
-from checkpoint2svc.control.client import ControllerClient, ControllerError, start_controller
-from checkpoint2svc.control.compat import signature_differences
+from checkpoint2svc.control.api_client import (
+    ControllerClient,
+    ControllerNotRunningError,
+    start_controller,
+)
+from checkpoint2svc.control.compat import incompatibility, node_signature
 from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, Home
-from checkpoint2svc.control.models import NAME
+from checkpoint2svc.control.models import (
+    NAME,
+    InstanceStatus,
+    NodeSpec,
+    NodeStatus,
+    rebalance,
+    without_nodes,
+)
+from checkpoint2svc.control.views import (
+    AliasCreate,
+    AliasPatch,
+    Endpoint,
+    EventView,
+    NodePatch,
+    NodeView,
+    alias_nodes,
+)
 from checkpoint2svc.errors import Checkpoint2SvcError
-from checkpoint2svc.runtime.random_state import RANDOM_STATE_NAME
+from checkpoint2svc.execution.random_state import RANDOM_STATE_NAME
 
 Progress = Callable[[str], None]
 Backend = Literal["docker", "local"]
@@ -65,23 +85,6 @@ def version_node_name(name: str, manifest: Manifest, backend: str) -> str:
 
 def is_version_of(node: str, name: str) -> bool:
     return re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{{VERSION_LENGTH}}}", node) is not None
-
-
-def split_weights(others: list[tuple[str, int]], share: int) -> list[tuple[str, int]]:
-    """Scale the other nodes' weights to add up to ``share`` (largest remainders get the
-    rounding), keeping their proportions; nodes left with 0 are dropped."""
-    total = sum(weight for _, weight in others)
-    if share <= 0 or not others:
-        return []
-    if total == 0:
-        others, total = [(node, 1) for node, _ in others], len(others)
-    exact = [(node, weight * share / total) for node, weight in others]
-    scaled = {node: int(value) for node, value in exact}
-    left = share - sum(scaled.values())
-    by_remainder = sorted(exact, key=lambda item: item[1] - int(item[1]), reverse=True)
-    for node, _ in by_remainder[:left]:
-        scaled[node] += 1
-    return [(node, scaled[node]) for node, _ in others if scaled[node] > 0]
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ class Deployment:
     alias: str | None
     manifest: Manifest
     gateway_port: int
-    status: str
+    status: NodeStatus | None
     actions: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
 
@@ -171,8 +174,8 @@ class Deployment:
     def python(self) -> str:
         """A program calling the service with its generated client (``checkpoint2svc client``
         writes the package)."""
-        from checkpoint2svc.codegen.client import build_client_model, example_program
-        from checkpoint2svc.codegen.context import service_names
+        from checkpoint2svc.codegen.client_package import build_client_model, example_program
+        from checkpoint2svc.codegen.proto import service_names
 
         key, target = ("alias", self.alias) if self.alias else ("node_id", self.node)
         model = build_client_model(self.manifest, service_names(self.manifest))
@@ -193,6 +196,23 @@ class Deployment:
         ]
 
 
+@dataclass(frozen=True)
+class AliasShare:
+    """An alias that routes to a node: its name, the node's percentage, its endpoint."""
+
+    name: str
+    weight: int
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True)
+class DeployedNode:
+    """A node (``describe``) with the aliases that route to it."""
+
+    node: NodeView
+    aliases: tuple[AliasShare, ...]
+
+
 class Deployer:
     """Deploys checkpoints through one controller (started if it is not running)."""
 
@@ -209,11 +229,9 @@ class Deployer:
         self.client = self._connect(start, api_port, gateway_port)
 
     def _connect(self, start: bool, api_port: int, gateway_port: int) -> ControllerClient:
-        from checkpoint2svc.control.client import ControllerNotRunningError
-
         try:
             client = ControllerClient(self.home)
-            client.request("GET", "/v1/status")
+            client.status()
             return client
         except ControllerNotRunningError:
             if not start:
@@ -222,16 +240,6 @@ class Deployer:
         info = start_controller(self.home, api_port, gateway_port)
         self.progress(f"controller running (API {info.api_url}, gateway port {info.gateway_port})")
         return ControllerClient(self.home)
-
-    # --- reading the controller -----------------------------------------------------------------
-    def _get(self, kind: str, name: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = self.client.request("GET", f"/v1/{kind}/{name}")
-        except ControllerError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found
 
     @property
     def gateway_port(self) -> int:
@@ -262,9 +270,9 @@ class Deployer:
         if not root.is_dir():
             return
         used = {
-            Path(node["spec"]["checkpoint"]).resolve()
-            for node in self.client.request("GET", "/v1/nodes")
-            if node["spec"]["checkpoint"]
+            Path(node.spec.checkpoint).resolve()
+            for node in self.client.nodes()
+            if node.spec.checkpoint
         }
         for directory in root.iterdir():
             if directory.is_dir() and directory.resolve() not in used:
@@ -286,39 +294,39 @@ class Deployer:
             return settings.backend
         from checkpoint2svc.backends.base import default_backend_name
 
-        return default_backend_name()  # type: ignore[return-value]
+        return default_backend_name()
 
     def _deploy_in_place(self, stored: Checkpoint, settings: DeploySettings) -> Deployment:
         name = settings.name
-        deployment = Deployment(name, name, None, stored.manifest, self.gateway_port, "")
-        current = self._get("nodes", name)
+        deployment = Deployment(name, name, None, stored.manifest, self.gateway_port, None)
+        current = self.client.find_node(name)
         low, high = settings.bounds
         if current is None:
             self._create_node(name, stored, settings)
             deployment.actions.append(f"created node {name}")
         else:
-            spec = current["spec"]
-            if settings.backend is not None and spec["backend"] != settings.backend:
+            spec = current.spec
+            if settings.backend is not None and spec.backend != settings.backend:
                 raise DeployError(
-                    f"node {name} runs on the {spec['backend']} backend, not "
+                    f"node {name} runs on the {spec.backend} backend, not "
                     f"{settings.backend}; deploy under another name, or `checkpoint2svc "
                     f"node delete {name}` first"
                 )
-            changes: dict[str, Any] = {}
-            if spec["checkpoint"] != str(stored.path):
+            changes: dict[str, object] = {}
+            if spec.checkpoint != str(stored.path):
                 self._check_compatible(current, stored.manifest, settings, f"node {name}")
                 changes["checkpoint"] = str(stored.path)
-            if (spec["min_instances"], spec["max_instances"]) != (low, high):
+            if (spec.min_instances, spec.max_instances) != (low, high):
                 changes.update(min_instances=low, max_instances=high)
             if changes:
-                self.client.request("PATCH", f"/v1/nodes/{name}", json=changes)
+                self.client.update_node(name, NodePatch.model_validate(changes))
                 deployment.actions.append(
                     f"rolled out a new version to node {name}"
                     if "checkpoint" in changes
                     else f"rescaled node {name} to {low}-{high} instances"
                 )
-            if current["suspended"]:
-                self.client.request("POST", f"/v1/nodes/{name}:resume")
+            if current.suspended:
+                self.client.resume_node(name)
                 deployment.actions.append(f"resumed node {name}")
         deployment.status = self._wait_rollout(name, settings)
         return deployment
@@ -329,38 +337,41 @@ class Deployer:
         backend = self._backend(settings)
         node = version_node_name(settings.name, stored.manifest, backend)
         deployment = Deployment(
-            settings.name, node, alias_name, stored.manifest, self.gateway_port, ""
+            settings.name, node, alias_name, stored.manifest, self.gateway_port, None
         )
-        alias = self._get("aliases", alias_name)
-        current = [(n["node"], n["weight"]) for n in alias["nodes"]] if alias else []
+        alias = self.client.find_alias(alias_name)
+        current = alias.weights if alias else ()
         others = [(n, w) for n, w in current if n != node]
-        target = [(node, settings.weight), *split_weights(others, 100 - settings.weight)]
+        target = ((node, settings.weight), *rebalance(others, 100 - settings.weight))
         if not others:
-            target = [(node, 100)]
+            target = ((node, 100),)
         if alias is not None and others:
-            reference = self._get("nodes", current[0][0])
+            reference = self.client.find_node(current[0][0])
             if reference is not None and current[0][0] != node:
                 self._check_compatible(reference, stored.manifest, settings, f"alias {alias_name}")
-        existing = self._get("nodes", node)
+        existing = self.client.find_node(node)
         low, high = settings.bounds
         if existing is None:
             self._create_node(node, stored, settings, backend)
             deployment.actions.append(f"created node {node}")
-        elif (existing["spec"]["min_instances"], existing["spec"]["max_instances"]) != (low, high):
-            self.client.request(
-                "PATCH", f"/v1/nodes/{node}", json={"min_instances": low, "max_instances": high}
-            )
+        elif (existing.spec.min_instances, existing.spec.max_instances) != (low, high):
+            self.client.update_node(node, NodePatch(min_instances=low, max_instances=high))
             deployment.actions.append(f"rescaled node {node}")
         deployment.status = self._wait_rollout(node, settings)
 
-        body: dict[str, Any] = {"nodes": [{"node": n, "weight": w} for n, w in target]}
-        if settings.allow_incompatible:
-            body["allow_incompatible"] = True
+        nodes = alias_nodes(target)
         if alias is None:
-            self.client.request("POST", "/v1/aliases", json={"name": alias_name, **body})
+            self.client.create_alias(
+                AliasCreate(
+                    name=alias_name, nodes=nodes, allow_incompatible=settings.allow_incompatible
+                )
+            )
             deployment.actions.append(f"created alias {alias_name} -> {node}")
         elif sorted(current) != sorted(target):
-            self.client.request("PATCH", f"/v1/aliases/{alias_name}", json=body)
+            self.client.update_alias(
+                alias_name,
+                AliasPatch(nodes=nodes, allow_incompatible=settings.allow_incompatible),
+            )
             split = ", ".join(f"{n}={w}%" for n, w in target)
             deployment.actions.append(f"alias {alias_name}: {split}")
         kept = {n for n, _ in target}
@@ -368,7 +379,7 @@ class Deployer:
         retire = [n for n in dropped if is_version_of(n, settings.name)]
         for old in retire:
             self.progress(f"retiring node {old} (alias {alias_name} no longer uses it)")
-            self.client.request("DELETE", f"/v1/nodes/{old}")
+            self.client.delete_node(old)
         self._wait_deleted(retire, settings.timeout_s)
         deployment.retired = retire
         if retire:
@@ -386,49 +397,42 @@ class Deployer:
         backend: Backend | None = None,
     ) -> None:
         low, high = settings.bounds
-        body = {
-            "name": node, "checkpoint": str(stored.path),
-            "backend": backend or self._backend(settings),
-            "min_instances": low, "max_instances": high,
-        }  # fmt: skip
-        self.client.request("POST", "/v1/nodes", json=body)
-        self.progress(f"node {node} created ({body['backend']} backend)")
+        spec = NodeSpec(
+            name=node, checkpoint=str(stored.path), backend=backend or self._backend(settings),
+            min_instances=low, max_instances=high,
+        )  # fmt: skip
+        self.client.create_node(spec)
+        self.progress(f"node {node} created ({spec.backend} backend)")
 
     def _check_compatible(
-        self, serving: dict[str, Any], manifest: Manifest, settings: DeploySettings, what: str
+        self, serving: NodeView, manifest: Manifest, settings: DeploySettings, what: str
     ) -> None:
         """Refuse a version whose inputs or outputs would break the clients of ``what``."""
-        if settings.allow_incompatible or not serving["spec"]["checkpoint"]:
+        if settings.allow_incompatible:
             return
-        try:
-            current = Checkpoint.open(serving["spec"]["checkpoint"]).manifest.signature()
-        except Checkpoint2SvcError:
-            return  # the serving node's checkpoint is gone: nothing to compare with
-        differences = signature_differences(current, manifest.signature())
-        if differences:
-            raise DeployError(
-                f"this version is not compatible with {what} (served by node "
-                f"{serving['name']}):\n"
-                + "\n".join(differences)
-                + "\npass --allow-incompatible to deploy it anyway; nothing was changed"
-            )
+        problem = incompatibility(
+            "this version", what, f"node {serving.name}", node_signature(serving.spec),
+            manifest.typed_signature(),
+            "pass --allow-incompatible to deploy it anyway; nothing was changed",
+        )  # fmt: skip
+        if problem:
+            raise DeployError(problem)
 
-    def _wait_rollout(self, node: str, settings: DeploySettings) -> str:
+    def _wait_rollout(self, node: str, settings: DeploySettings) -> NodeStatus:
         """Until every instance of ``node`` runs its current version and enough are Healthy;
         the node's events are shown as they come."""
         started = time.time() - 1
         deadline = time.monotonic() + settings.timeout_s
-        shown: set[tuple[float, str, str]] = set()
+        shown: set[EventView] = set()
         last = ""
         crashes = 0
         while True:
-            view = self.client.request("GET", f"/v1/nodes/{node}", params={"events": 50})
-            for event in view["events"]:
-                key = (event["time"], event["instance"], event["message"])
-                if event["time"] < started or key in shown:
+            view = self.client.node(node, events=50)
+            for event in view.events:
+                if event.time < started or event in shown:
                     continue
-                shown.add(key)
-                message = event["message"]
+                shown.add(event)
+                message = event.message
                 self.progress(f"  {message.splitlines()[0]}")
                 if message.startswith("image build failed"):
                     raise DeployError(
@@ -442,25 +446,25 @@ class Deployer:
                             f"instances of node {node} keep exiting ({message}); nothing else "
                             f"was changed; see `checkpoint2svc node logs {node}`"
                         )
-            version = view["version"]
-            live = [i for i in view["instances"] if i["status"] != "Deleting"]
-            fresh = [i for i in live if i["version"] == version]
-            healthy = sum(i["status"] == "Healthy" for i in fresh)
-            wanted = max(view["spec"]["min_instances"], 1)
+            version = view.version
+            live = [i for i in view.instances if i.status != InstanceStatus.DELETING]
+            fresh = [i for i in live if i.version == version]
+            healthy = sum(i.status == InstanceStatus.HEALTHY for i in fresh)
+            wanted = max(view.spec.min_instances, 1)
             if version is None:
-                line = "building the image" + (f": {view['build']}" if view.get("build") else "")
+                line = "building the image" + (f": {view.build}" if view.build else "")
             else:
-                line = f"{view['status']}: {healthy}/{wanted} instance(s) of this version healthy"
+                line = f"{view.status}: {healthy}/{wanted} instance(s) of this version healthy"
             if line != last:
                 self.progress(line)
                 last = line
             if (
                 version is not None
-                and view["status"] == "Healthy"
+                and view.status == NodeStatus.HEALTHY
                 and len(fresh) == len(live)
                 and healthy >= wanted
             ):
-                return str(view["status"])
+                return view.status
             if time.monotonic() > deadline:
                 raise DeployError(
                     f"node {node} did not become Healthy within {settings.timeout_s:.0f} s "
@@ -471,7 +475,7 @@ class Deployer:
     def _wait_deleted(self, nodes: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for node in nodes:
-            while self._get("nodes", node) is not None:
+            while self.client.find_node(node, events=0) is not None:
                 if time.monotonic() > deadline:
                     raise DeployError(f"node {node} was still being deleted after {timeout:.0f} s")
                 time.sleep(0.3)
@@ -481,47 +485,43 @@ class Deployer:
         """Delete what deploying ``name`` created: node ``name`` or its versions ``name-<hex>``,
         and the aliases left with no node; other aliases lose those nodes' share."""
         nodes = [
-            n["name"]
-            for n in self.client.request("GET", "/v1/nodes")
-            if n["name"] == name or is_version_of(n["name"], name)
+            n.name for n in self.client.nodes() if n.name == name or is_version_of(n.name, name)
         ]
         if not nodes:
             raise DeployError(
                 f"nothing is deployed as {name!r}; `checkpoint2svc node list` shows the nodes"
             )
         done = []
-        for alias in self.client.request("GET", "/v1/aliases"):
-            current = [(n["node"], n["weight"]) for n in alias["nodes"]]
-            rest = [(n, w) for n, w in current if n not in nodes]
-            if len(rest) == len(current):
+        for alias in self.client.aliases():
+            if not set(nodes) & {n for n, _ in alias.weights}:
                 continue
+            rest = without_nodes(alias.weights, set(nodes))
             if not rest:
-                self.client.request("DELETE", f"/v1/aliases/{alias['name']}")
-                done.append(f"deleted alias {alias['name']}")
+                self.client.delete_alias(alias.name)
+                done.append(f"deleted alias {alias.name}")
             else:
-                share = split_weights(rest, 100)
-                body = {"nodes": [{"node": n, "weight": w} for n, w in share]}
-                self.client.request("PATCH", f"/v1/aliases/{alias['name']}", json=body)
-                done.append(f"alias {alias['name']} keeps {', '.join(n for n, _ in share)}")
+                self.client.update_alias(alias.name, AliasPatch(nodes=alias_nodes(rest)))
+                done.append(f"alias {alias.name} keeps {', '.join(n for n, _ in rest)}")
         for node in nodes:
-            self.client.request("DELETE", f"/v1/nodes/{node}")
+            self.client.delete_node(node)
             done.append(f"deleted node {node}")
         self._wait_deleted(nodes, 120)
         self.prune_checkpoints()
         return done
 
-    def describe(self, name: str | None = None) -> list[dict[str, Any]]:
+    def describe(self, name: str | None = None) -> list[DeployedNode]:
         """The nodes (of ``name`` if given) with the aliases that route to each."""
-        aliases = self.client.request("GET", "/v1/aliases")
-        described = []
-        for node in self.client.request("GET", "/v1/nodes"):
-            if name is not None and node["name"] != name and not is_version_of(node["name"], name):
-                continue
-            node["aliases"] = [
-                {"name": a["name"], "weight": n["weight"], "endpoint": a["endpoint"]}
-                for a in aliases
-                for n in a["nodes"]
-                if n["node"] == node["name"]
-            ]
-            described.append(node)
-        return described
+        aliases = self.client.aliases()
+        return [
+            DeployedNode(
+                node,
+                tuple(
+                    AliasShare(a.name, weight, a.endpoint)
+                    for a in aliases
+                    for n, weight in a.weights
+                    if n == node.name
+                ),
+            )
+            for node in self.client.nodes()
+            if name is None or node.name == name or is_version_of(node.name, name)
+        ]
