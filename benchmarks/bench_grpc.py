@@ -116,8 +116,8 @@ def megabytes_per_second(call: Callable[[], int], seconds: float) -> float:
 def prepare(root: Path) -> dict[str, Path]:
     """Compile the baseline proto; pin and generate the two notebooks."""
     from checkpoint2svc.checkpoint import pin_notebook
-    from checkpoint2svc.codegen.context import generate
     from checkpoint2svc.codegen.proto import compile_protos
+    from checkpoint2svc.codegen.service_context import generate
 
     paths = {"bench_gen": root / "bench_gen"}
     compile_protos(HERE / "grpc_apps" / "bench.proto", paths["bench_gen"])

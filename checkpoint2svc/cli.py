@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from checkpoint2svc import __version__
 from checkpoint2svc.errors import (
     CellExecutionError,
     Checkpoint2SvcError,
@@ -20,6 +19,7 @@ from checkpoint2svc.errors import (
     ValueConversionError,
 )
 from checkpoint2svc.runtime.options import add_serve_arguments
+from checkpoint2svc.version import __version__
 
 if TYPE_CHECKING:
     from checkpoint2svc.runtime.reflection_client import ServiceInfo
@@ -200,10 +200,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from checkpoint2svc.checkpoint.manifest import MANIFEST_NAME
     from checkpoint2svc.runtime.options import options_from
-    from checkpoint2svc.runtime.server import serve
+    from checkpoint2svc.runtime.server import serve, work_dir
 
-    serve(Path(args.path), options_from(args))
+    path, options = Path(args.path), options_from(args)
+    if not (path / MANIFEST_NAME).is_file():
+        serve(path, options)  # a directory made by `generate`
+        return 0
+    from checkpoint2svc.checkpoint import Checkpoint
+    from checkpoint2svc.codegen.service_context import instance_context
+
+    checkpoint = Checkpoint.open(path)
+    checkpoint.verify()  # a modified checkpoint is an error here, not an instance never ready
+    with work_dir() as tmp:  # the instance's files only: no client, no copy of the checkpoint
+        instance_context(checkpoint.manifest).write_to(tmp / "service")
+        serve(tmp / "service", options, checkpoint_dir=path)
     return 0
 
 
@@ -256,7 +268,7 @@ def cmd_grpc(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from checkpoint2svc.checkpoint import Checkpoint
-    from checkpoint2svc.codegen.context import generate
+    from checkpoint2svc.codegen.service_context import generate
 
     names = generate(Checkpoint.open(args.checkpoint), Path(args.output), force=args.force)
     print(f"generated {names.full_service} into {args.output}")

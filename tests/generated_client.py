@@ -11,17 +11,13 @@ from pathlib import Path
 from types import ModuleType
 
 from checkpoint2svc.checkpoint.manifest import Manifest
-from checkpoint2svc.codegen.client import write_client
-from checkpoint2svc.codegen.context import module_name
-from checkpoint2svc.codegen.proto import proto_package, render_proto, service_name
-from checkpoint2svc.runtime.context import ServiceNames
+from checkpoint2svc.codegen.client_package import render_client
+from checkpoint2svc.codegen.proto import render_proto, service_names
+from checkpoint2svc.wire.names import ServiceNames
 
 
 def names_of(manifest: Manifest) -> ServiceNames:
-    return ServiceNames(
-        manifest.name, module_name(manifest.name), proto_package(manifest.name),
-        service_name(manifest.name),
-    )  # fmt: skip
+    return service_names(manifest)
 
 
 def write_package(manifest: Manifest, folder: Path) -> Path:
@@ -30,7 +26,7 @@ def write_package(manifest: Manifest, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     proto = folder / f"{names.module}.proto"
     proto.write_text(render_proto(manifest), encoding="utf-8")
-    write_client(manifest, names, proto, folder / "client")
+    render_client(manifest).write_to(folder / "client")
     return folder / "client"
 
 

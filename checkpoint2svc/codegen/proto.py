@@ -1,7 +1,7 @@
 """Type IR -> the checkpoint's .proto: a typed model of the file, rendered by ``service.proto.j2``.
 
 Every mapping decision lives in ``build_proto_model``; the template only prints the model. The
-shapes are the README's type table, and ``checkpoint2svc.runtime.proto_values`` fills and reads
+shapes are the README's type table, and ``checkpoint2svc.wire.proto_values`` fills and reads
 exactly these shapes:
 
 - scalars: bool, int64, double, string, bytes; ``optional[scalar]`` is a proto3 ``optional``;
@@ -24,20 +24,21 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
+from checkpoint2svc.codegen.build_context import BuildContext
 from checkpoint2svc.codegen.json_schema import component_prefix
 from checkpoint2svc.codegen.resources import protos_dir, template_environment
 from checkpoint2svc.errors import Checkpoint2SvcError
-from checkpoint2svc.runtime.proto_values import (
-    RESERVED_NAMES,
-    proto_field_names,
+from checkpoint2svc.wire.names import RESERVED_NAMES, ServiceNames, proto_field_names
+from checkpoint2svc.wire.proto_values import (
     signature_record,
 )
-from checkpoint2svc.signature.types import (
+from checkpoint2svc.wire.type_ir import (
     DictOf,
     Json,
     ListOf,
@@ -141,6 +142,20 @@ def service_name(manifest_name: str) -> str:
     if not camel[0].isalpha():
         camel = f"Svc{camel}"
     return f"{camel}Service"
+
+
+def module_name(manifest_name: str) -> str:
+    """The proto file's stem and its modules' prefix: a Python identifier."""
+    module = re.sub(r"[^a-z0-9_]", "_", manifest_name.lower())
+    return module if module[:1].isalpha() else f"svc_{module}"
+
+
+def service_names(manifest: Manifest) -> ServiceNames:
+    """How ``manifest``'s service is named in generated code: module, proto package, service."""
+    return ServiceNames(
+        manifest.name, module_name(manifest.name), proto_package(manifest.name),
+        service_name(manifest.name),
+    )  # fmt: skip
 
 
 def _comment(text: str) -> str:
@@ -293,6 +308,22 @@ def _well_known_dir() -> Path:
     return Path(grpc_tools.__file__).resolve().parent / "_proto"
 
 
+def _protoc(proto_files: list[Path], includes: list[Path], out_dir: Path, what: str) -> None:
+    """One protoc (grpcio-tools) run over ``proto_files``: ``_pb2.py``, ``_pb2.pyi`` and
+    ``_pb2_grpc.py`` of each, in ``out_dir`` under the file's import path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "grpc_tools.protoc",
+        *(f"--proto_path={path}" for path in includes),
+        f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}",
+        *(str(path) for path in proto_files),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        message = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}"
+        raise ProtoCompileError(f"protoc could not compile {what}:\n{message}")
+
+
 def compile_protos(proto_file: Path, out_dir: Path) -> None:
     """Run protoc (grpcio-tools) on ``proto_file``: ``_pb2.py``, ``_pb2.pyi``, ``_pb2_grpc.py``.
 
@@ -304,22 +335,38 @@ def compile_protos(proto_file: Path, out_dir: Path) -> None:
     includes = [root, _well_known_dir()]
     if not proto_file.is_relative_to(root):
         includes.append(proto_file.parent)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "grpc_tools.protoc",
-        *(f"--proto_path={path}" for path in includes),
-        f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}",
-        str(proto_file),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        message = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}"
-        raise ProtoCompileError(f"protoc could not compile {proto_file}:\n{message}")
+    _protoc([proto_file], includes, out_dir, str(proto_file))
 
 
 def compile_shared_protos(out_dir: Path) -> None:
     """Compile the hand-written protos (``values_pb2``, ``node_service_pb2(_grpc)``) into
     ``out_dir``; make them importable with ``proto_values.add_generated_path(out_dir)``."""
-    root = protos_dir()
-    for path in SHARED_PROTOS:
-        compile_protos(root / path, out_dir)
+    root = protos_dir().resolve()
+    files = [root / path for path in SHARED_PROTOS]
+    _protoc(files, [root, _well_known_dir()], out_dir, " and ".join(SHARED_PROTOS))
+
+
+def compile_stubs(protos: Mapping[str, bytes]) -> BuildContext:
+    """protoc's modules of ``protos`` (file name -> text of a ``.proto`` that may import the
+    shared protos) and of the shared protos, from one protoc run (each run starts a Python:
+    one instead of three is most of a service's generation time); nothing is left on disk.
+
+    The modules' paths are relative to an import root: ``greet_pb2.py``,
+    ``checkpoint2svc_protos/v1/values_pb2.py``... (a service's ``gen/``, a client's ``_proto/``).
+    """
+    root = protos_dir().resolve()
+    with tempfile.TemporaryDirectory(prefix="checkpoint2svc-protoc.") as tmp:
+        sources, out = Path(tmp) / "protos", Path(tmp) / "out"
+        BuildContext(protos).write_into(sources)
+        files = [root / path for path in SHARED_PROTOS] + [sources / name for name in protos]
+        _protoc(files, [root, _well_known_dir(), sources], out, " and ".join(protos))
+        return BuildContext(
+            {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        )
+
+
+def service_stubs(manifest: Manifest) -> BuildContext:
+    """protoc's modules of ``manifest``'s service and of the shared protos (``compile_stubs``):
+    a service's ``gen/``, a client's ``_proto/``."""
+    proto = f"{module_name(manifest.name)}.proto"
+    return compile_stubs({proto: render_proto(manifest).encode()})

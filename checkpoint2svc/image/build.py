@@ -144,14 +144,21 @@ def write_service_context(
     requirements_tag: str,
     labels: ImageLabels,
 ) -> Path:
-    """The service image's build context; returns the generated service directory in it."""
-    from checkpoint2svc.codegen.context import generate
+    """The service image's build context; returns the generated service directory in it.
+
+    ``service/`` holds what the instance reads (``instance_context``) and the checkpoint's small
+    files, ``state/`` the checkpoint's state, copied there directly: the Dockerfile copies it
+    before the code, so that an edit of the cell's code does not copy the state again.
+    """
+    from checkpoint2svc.codegen.service_context import checkpoint_context, instance_context
 
     service = context / "service"
-    generate(checkpoint, service)
-    shutil.rmtree(service / "client")
+    files = instance_context(checkpoint.manifest).merged(
+        checkpoint_context(checkpoint).under(CHECKPOINT_DIR)
+    )
+    files.write_to(service)
     (context / "state").mkdir()
-    (service / CHECKPOINT_DIR / STATE_NAME).rename(context / "state" / STATE_NAME)
+    shutil.copyfile(checkpoint.path / STATE_NAME, context / "state" / STATE_NAME)
     wheel = build_runtime_wheel(context / "runtime")
     dockerfile = ServiceDockerfile(
         service=checkpoint.manifest.name, base_image=base_image,

@@ -1,4 +1,10 @@
-"""Run one instance: load the checkpoint, self-test it, serve REST and gRPC until stopped."""
+"""Run one instance: load the checkpoint, self-test it, serve REST and gRPC until stopped.
+
+The instance serves a generated service directory (``context.json``, ``server.py``,
+``openapi.json``, protoc's modules in ``gen/``); the runtime never generates one (it imports
+nothing of ``checkpoint2svc.codegen``): ``checkpoint2svc serve CHECKPOINT`` renders it into a
+``work_dir`` first and serves the checkpoint where it is.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +29,11 @@ from checkpoint2svc.runtime import cell_output
 from checkpoint2svc.runtime.context import CHECKPOINT_DIR, GEN_DIR, read_context
 from checkpoint2svc.runtime.grpc_server import AddServicer, create_grpc_server
 from checkpoint2svc.runtime.http_protocol import CoalescingHttpToolsProtocol
-from checkpoint2svc.runtime.limits import Limits
 from checkpoint2svc.runtime.options import ServeOptions, add_serve_arguments, options_from
-from checkpoint2svc.runtime.proto_values import add_generated_path
 from checkpoint2svc.runtime.rest import create_app
 from checkpoint2svc.runtime.service import CellService, SelfTestError
+from checkpoint2svc.wire.limits import Limits
+from checkpoint2svc.wire.proto_values import add_generated_path
 
 log = logging.getLogger("checkpoint2svc.instance")
 
@@ -55,15 +61,21 @@ def build_service(checkpoint_path: Path, options: ServeOptions) -> CellService:
     return service
 
 
-def run_instance(context_dir: Path, add_servicer: AddServicer, options: ServeOptions) -> None:
-    """Serve a generated service directory until SIGINT/SIGTERM, then stop gracefully."""
+def run_instance(
+    context_dir: Path,
+    add_servicer: AddServicer,
+    options: ServeOptions,
+    checkpoint_dir: Path | None = None,
+) -> None:
+    """Serve a generated service directory until SIGINT/SIGTERM, then stop gracefully; the
+    checkpoint is the directory's ``checkpoint/`` unless ``checkpoint_dir`` is given."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cell_output.install()
     names = read_context(context_dir)
     use_generated_modules(context_dir)
-    service = build_service(context_dir / CHECKPOINT_DIR, options)
+    service = build_service(checkpoint_dir or context_dir / CHECKPOINT_DIR, options)
     grpc_server, grpc_port = create_grpc_server(
         service, names, add_servicer, f"{options.host}:{options.grpc_port}",
         workers=4,  # one cell at a time; more threads only add GIL hand-offs (bench_grpc)
@@ -143,23 +155,23 @@ def load_server_module(context_dir: Path) -> ModuleType:
     return module
 
 
-def serve(path: Path, options: ServeOptions) -> None:
-    """Serve a checkpoint (generated into a temporary directory first) or a generated directory."""
-    if (path / "manifest.json").is_file():
-        from checkpoint2svc.codegen.context import generate
-
-        remove_orphaned_work_dirs()
-        with tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX) as tmp:
-            (Path(tmp) / OWNER_FILE).write_text(str(os.getpid()))
-            context_dir = Path(tmp) / "service"
-            generate(Checkpoint.open(path), context_dir)
-            run_instance(context_dir, load_server_module(context_dir).add_servicer, options)
-        return
-    run_instance(path, load_server_module(path).add_servicer, options)
+def serve(context_dir: Path, options: ServeOptions, checkpoint_dir: Path | None = None) -> None:
+    """Serve a generated service directory (with its own checkpoint, or ``checkpoint_dir``)."""
+    run_instance(context_dir, load_server_module(context_dir).add_servicer, options, checkpoint_dir)
 
 
 WORK_DIR_PREFIX = "checkpoint2svc-serve-"
 OWNER_FILE = "owner.pid"
+
+
+@contextlib.contextmanager
+def work_dir() -> Iterator[Path]:
+    """A temporary directory of this process for a service directory rendered to serve it,
+    removed afterwards (and, if the process is killed, by the next instance that starts)."""
+    remove_orphaned_work_dirs()
+    with tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX) as tmp:
+        (Path(tmp) / OWNER_FILE).write_text(str(os.getpid()))
+        yield Path(tmp)
 
 
 def remove_orphaned_work_dirs() -> None:

@@ -17,8 +17,8 @@ import pytest
 from checkpoint2svc import cli_control
 from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
 from checkpoint2svc.cli import main
-from checkpoint2svc.codegen.context import generate, write_client_package
-from checkpoint2svc.control.client import ControllerError, stop_controller
+from checkpoint2svc.codegen.service_context import generate, write_client_package
+from checkpoint2svc.control.api_client import ControllerError, stop_controller
 from checkpoint2svc.control.home import ControllerInfo
 from checkpoint2svc.errors import Checkpoint2SvcError
 from tests.e2e.cli import assert_clean_failure

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from checkpoint2svc.checkpoint import Checkpoint
-from checkpoint2svc.codegen.context import generate
+from checkpoint2svc.codegen.service_context import generate
 
 pytestmark = pytest.mark.slow
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from checkpoint2svc import __version__
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
-from checkpoint2svc.codegen.client import build_client_model, raised_bounds, render_client
-from checkpoint2svc.codegen.client_runtime import VENDORED
-from checkpoint2svc.runtime.proto_values import signature_record
-from checkpoint2svc.signature.types import (
+from checkpoint2svc.codegen.client_package import build_client_model, client_files, raised_bounds
+from checkpoint2svc.codegen.client_runtime import runtime_files
+from checkpoint2svc.version import __version__
+from checkpoint2svc.wire.proto_values import signature_record
+from checkpoint2svc.wire.type_ir import (
     Column,
     DictOf,
     Field,
@@ -114,15 +114,15 @@ def test_every_rendered_module_passes_ruff(packages: dict[str, Path]) -> None:
         for path in folder.rglob("*.py")
         if "_proto" not in path.parts
     ]
-    assert len(files) == 3 * (4 + len(VENDORED) + 1)  # the runtime's copies and its __init__
+    assert len(files) == 3 * (4 + len(runtime_files()))  # and the copies of the wire package
     done = ruff(files)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_rendering_is_deterministic() -> None:
     again = Manifest.from_dict(EVERY_KIND.to_dict())
-    first = render_client(build_client_model(EVERY_KIND, names_of(EVERY_KIND)))
-    assert first == render_client(build_client_model(again, names_of(again)))
+    first = client_files(build_client_model(EVERY_KIND, names_of(EVERY_KIND)))
+    assert first == client_files(build_client_model(again, names_of(again)))
     for path, text in first.items():
         assert all(line == line.rstrip() for line in text.splitlines()), path
         assert "\n\n\n\n" not in text, path
@@ -163,7 +163,7 @@ def test_a_service_without_inputs(packages: dict[str, Path]) -> None:
 
 
 def test_the_pyproject_names_the_distribution_and_its_requirements() -> None:
-    text = render_client(build_client_model(EVERY_KIND, names_of(EVERY_KIND)))["pyproject.toml"]
+    text = client_files(build_client_model(EVERY_KIND, names_of(EVERY_KIND)))["pyproject.toml"]
     import tomllib
 
     data = tomllib.loads(text)
@@ -176,7 +176,7 @@ def test_the_pyproject_names_the_distribution_and_its_requirements() -> None:
     assert data["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == [
         "client_every_kind_client"
     ]
-    plain = render_client(build_client_model(NOTHING, names_of(NOTHING)))["pyproject.toml"]
+    plain = client_files(build_client_model(NOTHING, names_of(NOTHING)))["pyproject.toml"]
     assert "numpy" not in plain and "pandas" not in plain
 
 

@@ -16,19 +16,19 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from checkpoint2svc.checkpoint.manifest import Variable
-from checkpoint2svc.codegen.client import build_client_model, render_client
+from checkpoint2svc.codegen.client_package import build_client_model, client_files
 from checkpoint2svc.codegen.json_schema import json_schema, openapi_document
 from checkpoint2svc.codegen.proto import render_proto
 from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.json_values import decode_json, encode_json, reencode, wire_equal
-from checkpoint2svc.runtime.proto_values import (
+from checkpoint2svc.signature.infer import infer_type, type_from_annotation
+from checkpoint2svc.wire.json_values import decode_json, encode_json, reencode, wire_equal
+from checkpoint2svc.wire.proto_values import (
     RecordCodec,
     decode_message,
     encode_message,
     signature_record,
 )
-from checkpoint2svc.signature.infer import infer_type, type_from_annotation
-from checkpoint2svc.signature.types import (
+from checkpoint2svc.wire.type_ir import (
     DictOf,
     Field,
     Json,
@@ -493,7 +493,7 @@ def test_the_client_types_series_as_pandas_series(client_package: Path) -> None:
     assert annotations["listed"] == "list[pandas.Series]"
     assert any(r.startswith("pandas>=") for r in model.dependencies)
     assert model.input.decorator == "dataclass(kw_only=True, eq=False)"
-    models = render_client(model)["series_client_client/models.py"]
+    models = client_files(model)["series_client_client/models.py"]
     assert 'ir.Field("gaps", ir.Series("float64", "string", "y"))' in models
     assert "    # series[float64, index=string, name=y]\n    gaps: pandas.Series\n" in models
     with imported_package(client_package, "series_client_client") as package:
@@ -505,13 +505,13 @@ def test_the_clients_runtime_copy_round_trips_series(client_package: Path) -> No
     """The package's own copies of json_values and proto_values (not checkpoint2svc's)."""
     with imported_package(client_package, "series_client_client") as package:
         runtime = package._runtime
-        copied_type = runtime.types.Series("float64", "string", "y")
+        copied_type = runtime.type_ir.Series("float64", "string", "y")
         data = runtime.json_values.encode_json(GAPS, copied_type, "x")
         same_series(runtime.json_values.decode_json(data, copied_type, "x"), GAPS)
         stubs = runtime.proto_values.import_generated(
             "series_client_pb2", client_package / "series_client_client" / "_proto"
         )
-        record = runtime.types.Record((runtime.types.Field("gaps", copied_type),))
+        record = runtime.type_ir.Record((runtime.type_ir.Field("gaps", copied_type),))
         message = runtime.proto_values.encode_message({"gaps": GAPS}, record, stubs.Input)
         back = runtime.proto_values.decode_message(wire(stubs, "Input", message), record)
         same_series(back["gaps"], GAPS)

@@ -1,7 +1,8 @@
 """Type IR -> a typed Python client package: a model of the package, rendered by ``client/*.j2``.
 
-Every decision lives in ``build_client_model``; the templates print the model. The package
-(written into a service directory's ``client/`` by ``write_client``)::
+Every decision lives in ``build_client_model``; the templates print the model. ``render_client``
+returns the package as a ``BuildContext`` (``generate`` writes it into a service directory's
+``client/``, ``checkpoint2svc client`` on its own)::
 
     pyproject.toml         the distribution ``<module>-client`` (hatchling)
     README.md              how to install and call it
@@ -31,15 +32,14 @@ import keyword
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from packaging.version import Version
 
-from checkpoint2svc import __version__
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
+from checkpoint2svc.codegen.build_context import BuildContext
 from checkpoint2svc.codegen.client_runtime import RUNTIME_DEPENDENCIES, RUNTIME_DIR, runtime_files
-from checkpoint2svc.codegen.proto import compile_protos, compile_shared_protos
+from checkpoint2svc.codegen.proto import service_names, service_stubs
 from checkpoint2svc.codegen.python_source import (
     INDENT,
     Call,
@@ -52,10 +52,10 @@ from checkpoint2svc.codegen.python_source import (
 )
 from checkpoint2svc.codegen.resources import template_environment
 from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.client import PROTO_DIR
-from checkpoint2svc.runtime.context import ServiceNames
-from checkpoint2svc.runtime.json_values import decode_json
-from checkpoint2svc.signature.types import (
+from checkpoint2svc.version import __version__
+from checkpoint2svc.wire.json_values import decode_json
+from checkpoint2svc.wire.names import PROTO_DIR, ServiceNames
+from checkpoint2svc.wire.type_ir import (
     DictOf,
     Json,
     ListOf,
@@ -188,7 +188,7 @@ class ClientPackage:
 
 
 def _ir(type_: TypeIR) -> Call:
-    """The expression that builds ``type_`` from ``checkpoint2svc.signature.types`` (``ir``)."""
+    """The expression that builds ``type_`` from ``checkpoint2svc.wire.type_ir`` (``ir``)."""
     if isinstance(type_, Scalar):
         return Call("ir.Scalar(", (literal(type_.kind),))
     if isinstance(type_, Optional):
@@ -413,7 +413,7 @@ class _Needs:
 
 def _dependencies(needs: _Needs) -> tuple[str, ...]:
     # The protoc modules in _proto/ refuse a grpcio or protobuf older than the tools that wrote
-    # them: write_client raises these bounds to those versions once it has compiled them.
+    # them: client_model raises these bounds to those versions once it has compiled them.
     dependencies = list(RUNTIME_DEPENDENCIES)
     if "import numpy" in needs.type_checking:
         dependencies.append("numpy>=1.26")
@@ -521,9 +521,9 @@ def build_client_model(manifest: Manifest, names: ServiceNames) -> ClientPackage
 # -------------------------------------------------------------------------- rendering
 
 
-def render_client(model: ClientPackage) -> dict[str, str]:
+def client_files(model: ClientPackage) -> dict[str, str]:
     """The package's files (relative path -> text), each rendered by the template named after
-    it, and the runtime's copies; protoc's modules are not among them (``write_client`` compiles
+    it, and the runtime's copies; protoc's modules are not among them (``render_client`` adds
     those)."""
     environment = template_environment()
     files = {
@@ -555,22 +555,27 @@ def example_program(
     return tuple(lines)
 
 
-def write_client(
-    manifest: Manifest, names: ServiceNames, proto: Path, out_dir: Path
-) -> ClientPackage:
-    """Write the client package of ``manifest``'s service (typed by ``proto``) into ``out_dir``;
-    return its model (``package`` is the name to import)."""
+def client_model(manifest: Manifest, stubs: BuildContext) -> ClientPackage:
+    """The model of the client package of ``manifest``'s service, whose ``_proto/`` holds
+    ``stubs`` (``service_stubs``): it requires at least the grpcio and protobuf they check for."""
+    names = service_names(manifest)
     model = build_client_model(manifest, names)
-    stubs = out_dir / model.package / PROTO_DIR
-    compile_shared_protos(stubs)
-    compile_protos(proto, stubs)
-    bounds = stub_requirements(stubs, model.module)
-    model = replace(model, dependencies=raised_bounds(model.dependencies, bounds))
-    for path, text in render_client(model).items():
-        target = out_dir / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    return model
+    bounds = stub_requirements(stubs, names.module)
+    return replace(model, dependencies=raised_bounds(model.dependencies, bounds))
+
+
+def client_context(model: ClientPackage, stubs: BuildContext) -> BuildContext:
+    """The files of the package ``model`` (``pip install`` the folder they are written to), with
+    ``stubs`` in its ``_proto/``."""
+    files = BuildContext.of_text(client_files(model))
+    return files.merged(stubs.under(f"{model.package}/{PROTO_DIR}"))
+
+
+def render_client(manifest: Manifest, stubs: BuildContext | None = None) -> BuildContext:
+    """The client package of ``manifest``'s service, with protoc's modules ``stubs`` (compiled
+    here when not given: pass a service's own to run protoc once for both)."""
+    stubs = stubs if stubs is not None else service_stubs(manifest)
+    return client_context(client_model(manifest, stubs), stubs)
 
 
 _PROTOBUF_GENCODE = re.compile(
@@ -579,15 +584,15 @@ _PROTOBUF_GENCODE = re.compile(
 _GRPC_GENERATED = re.compile(r"^GRPC_GENERATED_VERSION = '([\d.]+)'", re.MULTILINE)
 
 
-def stub_requirements(stubs: Path, module: str) -> dict[str, str]:
+def stub_requirements(stubs: BuildContext, module: str) -> dict[str, str]:
     """The protobuf and grpcio versions that protoc's modules of ``module`` in ``stubs`` check
     for at import (older ones make them raise), e.g. ``{"protobuf": "7.35.1", "grpcio":
     "1.85.1"}``; a module that checks nothing adds nothing."""
     found = {}
-    messages = (stubs / f"{module}_pb2.py").read_text(encoding="utf-8")
+    messages = stubs.text(f"{module}_pb2.py")
     if match := _PROTOBUF_GENCODE.search(messages):
         found["protobuf"] = ".".join(match.groups())
-    services = (stubs / f"{module}_pb2_grpc.py").read_text(encoding="utf-8")
+    services = stubs.text(f"{module}_pb2_grpc.py")
     if match := _GRPC_GENERATED.search(services):
         found["grpcio"] = match.group(1)
     return found
