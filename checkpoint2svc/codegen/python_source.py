@@ -1,6 +1,6 @@
 """Python source text as ruff expects it: literals, comments, imports and calls.
 
-The client generator (``codegen.client``) builds its model from these, so that the rendered
+The client generator (``codegen.client_package``) builds its model from these, so that the rendered
 modules pass ``ruff check`` under the project's settings (line length, isort, RUF022) as they
 come out of the template, without running ruff.
 """

@@ -1,4 +1,4 @@
-"""`serve CHECKPOINT` generates into a temp dir; a killed instance's dir is removed by the next."""
+"""`serve CHECKPOINT` renders into a temp dir; a killed instance's dir is removed by the next."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from checkpoint2svc.runtime.server import OWNER_FILE, WORK_DIR_PREFIX, remove_orphaned_work_dirs
+from checkpoint2svc.runtime.server import (
+    OWNER_FILE,
+    WORK_DIR_PREFIX,
+    remove_orphaned_work_dirs,
+    work_dir,
+)
 
 
 def test_only_the_dirs_of_dead_owners_are_removed(
@@ -28,3 +33,13 @@ def test_only_the_dirs_of_dead_owners_are_removed(
     remove_orphaned_work_dirs()
     assert not dirs["dead"].exists()
     assert dirs["alive"].is_dir() and dirs["unknown"].is_dir()
+
+
+def test_a_work_dir_is_owned_by_this_process_and_removed_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with work_dir() as directory:
+        assert directory.parent == tmp_path and directory.name.startswith(WORK_DIR_PREFIX)
+        assert (directory / OWNER_FILE).read_text() == str(os.getpid())
+    assert list(tmp_path.iterdir()) == []
