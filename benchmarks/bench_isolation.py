@@ -28,8 +28,8 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from checkpoint2svc.runtime.executor import CellExecutor
-from checkpoint2svc.runtime.random_state import RandomState
+from checkpoint2svc.execution.executor import CellExecutor
+from checkpoint2svc.execution.random_state import RandomState
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,19 @@
-"""The exception hierarchy. Every message names the culprit and says what to do about it."""
+"""The exception hierarchy. Every message names the culprit and says what to do about it.
+
+These are the build-time errors (pin, generate, build, deploy); the root and the errors of a
+call (a value that does not fit its type, a cell that raised) belong to the wire
+(``checkpoint2svc.wire.errors``) and are re-exported here.
+"""
 
 from __future__ import annotations
 
-
-class Checkpoint2SvcError(Exception):
-    """Root of every error raised on purpose; the CLI prints these without a traceback."""
+from checkpoint2svc.wire.errors import (
+    Checkpoint2SvcError,
+    ExecutionError,
+    GrpcCallError,
+    MalformedTypeError,
+    ValueConversionError,
+)
 
 
 class NotebookError(Checkpoint2SvcError):
@@ -43,25 +52,6 @@ class IntegrityError(CheckpointError):
     """A checkpoint file does not match the sha256 recorded in its manifest."""
 
 
-class ValueConversionError(Checkpoint2SvcError):
-    """A value does not match its declared type; ``field`` names where."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.reason = message
-
-
-class ExecutionError(Checkpoint2SvcError):
-    """The target cell raised while serving a request."""
-
-    def __init__(self, error_name: str, error_message: str, traceback: list[str]) -> None:
-        super().__init__(f"{error_name}: {error_message}")
-        self.error_name = error_name
-        self.error_message = error_message
-        self.traceback = traceback
-
-
 class ImageError(Checkpoint2SvcError):
     """Building, testing or reading a service's container image failed."""
 
@@ -94,11 +84,26 @@ class ImageMissingError(BackendError):
     """The image of an instance is not in the local engine (removed by hand, or never built)."""
 
 
-class GrpcCallError(Checkpoint2SvcError):
-    """A call by name over gRPC reflection failed: the target is unreachable, reflection knows no
-    such service or method, the request does not fit the message, or the server answered with an
-    error status; ``code`` is that status's name (``None`` when nothing was answered)."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
+__all__ = [
+    "BackendError",
+    "BaseImageError",
+    "CellExecutionError",
+    "CellSelectionError",
+    "Checkpoint2SvcError",
+    "CheckpointError",
+    "DockerUnavailableError",
+    "ExecutionError",
+    "GatewayError",
+    "GrpcCallError",
+    "ImageError",
+    "ImageMissingError",
+    "ImageSelfTestError",
+    "IntegrityError",
+    "MalformedTypeError",
+    "NotebookError",
+    "SignatureError",
+    "TypeInferenceError",
+    "UnserializableStateError",
+    "ValueConversionError",
+    "WheelhouseError",
+]

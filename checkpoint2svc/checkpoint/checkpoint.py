@@ -7,8 +7,8 @@ from typing import Any
 
 from checkpoint2svc.checkpoint.manifest import STATE_NAME, Manifest, sha256_file
 from checkpoint2svc.errors import CheckpointError, IntegrityError
-from checkpoint2svc.runtime.executor import CellExecutor, ExecutionMode
-from checkpoint2svc.runtime.random_state import RandomState
+from checkpoint2svc.execution.executor import CellExecutor, ExecutionMode
+from checkpoint2svc.execution.random_state import RandomState
 
 
 class Checkpoint:

@@ -35,16 +35,16 @@ from checkpoint2svc.errors import (
     UnserializableStateError,
     ValueConversionError,
 )
-from checkpoint2svc.runtime.differences import output_differences
-from checkpoint2svc.runtime.executor import CellExecutor
-from checkpoint2svc.runtime.isolation import code_global_names, describe_shared
-from checkpoint2svc.runtime.json_values import encode_json
-from checkpoint2svc.runtime.limits import DEFAULT_MAX_MESSAGE_BYTES
-from checkpoint2svc.runtime.random_state import RandomState
+from checkpoint2svc.execution.differences import output_differences
+from checkpoint2svc.execution.executor import CellExecutor
+from checkpoint2svc.execution.isolation import code_global_names, describe_shared
+from checkpoint2svc.execution.random_state import RandomState
 from checkpoint2svc.signature.cell_analysis import analyze_cell, annotations_of
 from checkpoint2svc.signature.infer import infer_type, type_from_annotation
 from checkpoint2svc.signature.selection import select_inputs, select_outputs
-from checkpoint2svc.signature.types import TypeIR
+from checkpoint2svc.wire.json_values import encode_json
+from checkpoint2svc.wire.limits import DEFAULT_MAX_MESSAGE_BYTES
+from checkpoint2svc.wire.type_ir import TypeIR
 
 _IPYTHON_HISTORY = re.compile(r"^_(i{1,3}|i?\d+|_{0,2})$")
 

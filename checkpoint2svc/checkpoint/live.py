@@ -20,7 +20,7 @@ from checkpoint2svc.checkpoint.manifest import TargetCell
 from checkpoint2svc.checkpoint.pin import staged_checkpoint, write_manifest
 from checkpoint2svc.checkpoint.pin_protocol import PinRequest
 from checkpoint2svc.errors import SignatureError
-from checkpoint2svc.runtime.executor import ExecutionMode
+from checkpoint2svc.execution.executor import ExecutionMode
 from checkpoint2svc.signature.cell_analysis import analyze_cell, parse_cell, to_python
 
 _PLAIN_DATA = (bool, int, float, complex, str, bytes, list, tuple, dict, type(None))

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkpoint2svc.errors import CheckpointError
-from checkpoint2svc.runtime.executor import ExecutionMode
-from checkpoint2svc.signature.types import TypeIR, type_from_dict
+from checkpoint2svc.errors import CheckpointError, MalformedTypeError
+from checkpoint2svc.execution.executor import ExecutionMode
+from checkpoint2svc.wire.signature import Signature
+from checkpoint2svc.wire.type_ir import TypeIR, type_from_dict
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -43,7 +44,11 @@ class Variable:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Variable:
-        return cls(data["name"], type_from_dict(data["type"]), data.get("example"))
+        try:
+            type_ = type_from_dict(data["type"])
+        except MalformedTypeError as exc:
+            raise CheckpointError(str(exc)) from exc
+        return cls(data["name"], type_, data.get("example"))
 
 
 @dataclass(frozen=True)
@@ -156,11 +161,14 @@ class Manifest:
         )
 
     def signature(self) -> dict[str, Any]:
-        """The inputs' and outputs' names and types: what a client of the service depends on."""
-        return {
-            "inputs": [{"name": v.name, "type": v.type.to_dict()} for v in self.inputs],
-            "outputs": [{"name": v.name, "type": v.type.to_dict()} for v in self.outputs],
-        }
+        """The inputs' and outputs' names and types: what a client of the service depends on
+        (``Signature.to_dict``'s form; ``typed_signature`` is the object)."""
+        return self.typed_signature().to_dict()
+
+    def typed_signature(self) -> Signature:
+        return Signature.of(
+            ((v.name, v.type) for v in self.inputs), ((v.name, v.type) for v in self.outputs)
+        )
 
     def signature_sha256(self) -> str:
         text = json.dumps(self.signature(), sort_keys=True, separators=(",", ":"))

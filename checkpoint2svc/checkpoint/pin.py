@@ -32,8 +32,8 @@ from checkpoint2svc.checkpoint.notebook import (
     select_cell,
 )
 from checkpoint2svc.checkpoint.pin_protocol import RESULT_NAME, PinRequest, error_from_wire
-from checkpoint2svc.runtime.executor import ExecutionMode
-from checkpoint2svc.runtime.random_state import RANDOM_STATE_NAME
+from checkpoint2svc.execution.executor import ExecutionMode
+from checkpoint2svc.execution.random_state import RANDOM_STATE_NAME
 from checkpoint2svc.signature.cell_analysis import parse_cell, to_python
 
 _CAPTURE = (
@@ -98,7 +98,7 @@ def write_manifest(
     warn: Callable[[str], None],
 ) -> Manifest:
     """The manifest of what the kernel side captured into ``staging`` (written there too)."""
-    from checkpoint2svc import __version__
+    from checkpoint2svc.version import __version__
 
     for message in captured.get("notes", []):
         warn(f"note: {message}")

@@ -1,6 +1,6 @@
 """Type IR -> JSON Schema (2020-12, as OpenAPI 3.1 uses it), and the instance's OpenAPI document.
 
-The schemas describe the JSON forms that ``checkpoint2svc.runtime.json_values`` reads and writes,
+The schemas describe the JSON forms that ``checkpoint2svc.wire.json_values`` reads and writes,
 so that a client (or a generator of clients) can check a request before sending it. Every function
 here is pure and deterministic: the same manifest gives the same document, key order included, so
 the output can be kept as a golden file.
@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
-from checkpoint2svc.signature.types import (
+from checkpoint2svc.wire.type_ir import (
     DictOf,
     Json,
     ListOf,

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from checkpoint2svc.checkpoint.manifest import Manifest
 from checkpoint2svc.errors import ImageSelfTestError
+from checkpoint2svc.execution.differences import output_differences
 from checkpoint2svc.image.engine import Progress
 from checkpoint2svc.image.labels import GRPC_PORT, HTTP_PORT
-from checkpoint2svc.runtime.differences import output_differences
-from checkpoint2svc.runtime.json_values import reencode
+from checkpoint2svc.wire.json_values import reencode
 
 if TYPE_CHECKING:
     import docker
@@ -182,7 +182,7 @@ def self_test_image(
     import httpx
     from google.protobuf import json_format
 
-    from checkpoint2svc.runtime.proto_values import import_generated
+    from checkpoint2svc.wire.proto_values import import_generated
 
     inputs = {v.name: v.example for v in manifest.inputs}
     expected = {v.name: v.example for v in manifest.outputs}

@@ -124,9 +124,7 @@ def _missing_wheel_message(pip_output: str, python_version: str) -> str:
 
 def build_runtime_wheel(dest: Path) -> Path:
     """Build this checkpoint2svc as a wheel from its source tree (reproducible bytes)."""
-    import checkpoint2svc
-
-    root = Path(checkpoint2svc.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").is_file():
         raise WheelhouseError(
             f"checkpoint2svc is not installed from a source tree ({root} has no pyproject.toml), "

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from checkpoint2svc.errors import Checkpoint2SvcError
+from checkpoint2svc.wire.names import ServiceNames
 
 CONTEXT_FILE = "context.json"
 GEN_DIR = "gen"
 CHECKPOINT_DIR = "checkpoint"
-
-
-@dataclass(frozen=True)
-class ServiceNames:
-    """How the generated code is named; written to ``context.json`` for the runtime."""
-
-    name: str
-    module: str
-    """Stem of the proto file and of its ``_pb2`` modules, e.g. ``predict``."""
-    package: str
-    """The proto package, e.g. ``checkpoint2svc.generated.predict``."""
-    service: str
-    """The typed gRPC service, e.g. ``PredictService``."""
-
-    @property
-    def full_service(self) -> str:
-        return f"{self.package}.{self.service}"
 
 
 def read_context(directory: Path) -> ServiceNames:

@@ -18,14 +18,14 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from checkpoint2svc.errors import ExecutionError, ValueConversionError
-from checkpoint2svc.runtime.context import ServiceNames
-from checkpoint2svc.runtime.proto_values import (
+from checkpoint2svc.runtime.service import CellService
+from checkpoint2svc.wire.names import ServiceNames
+from checkpoint2svc.wire.proto_values import (
     RecordCodec,
     data_to_struct,
     signature_record,
     struct_to_data,
 )
-from checkpoint2svc.runtime.service import CellService
 
 log = logging.getLogger("checkpoint2svc.grpc")
 NODE_SERVICE = "yandex.cloud.datasphere.v1.NodeService"

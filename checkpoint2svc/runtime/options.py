@@ -6,7 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from checkpoint2svc.runtime.executor import ExecutionMode
+from checkpoint2svc.execution.executor import ExecutionMode
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from checkpoint2svc.errors import GrpcCallError
-from checkpoint2svc.runtime.client import ExecutionError, ValidationError
-from checkpoint2svc.runtime.grpc_client import DEFAULT_TIMEOUT, UNLIMITED, error_from_rpc
+from checkpoint2svc.wire.client_errors import ExecutionError, ValidationError
+from checkpoint2svc.wire.grpc_client import DEFAULT_TIMEOUT, UNLIMITED, error_from_rpc
 
 T = TypeVar("T")
 ERROR_DETAILS = "yandex.cloud.datasphere.v1.NodeExecutionErrorDetails"

@@ -18,8 +18,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from checkpoint2svc.errors import ExecutionError, ValueConversionError
-from checkpoint2svc.runtime.json_values import TensorFormat
 from checkpoint2svc.runtime.service import CellService
+from checkpoint2svc.wire.json_values import TensorFormat
 
 log = logging.getLogger("checkpoint2svc.rest")
 JSON = "application/json"

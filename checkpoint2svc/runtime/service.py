@@ -11,12 +11,12 @@ from typing import Any
 
 from checkpoint2svc.checkpoint import Checkpoint
 from checkpoint2svc.errors import Checkpoint2SvcError, ExecutionError, ValueConversionError
+from checkpoint2svc.execution.differences import output_differences
+from checkpoint2svc.execution.executor import CellExecutor, ExecutionMode
 from checkpoint2svc.runtime import cell_output
-from checkpoint2svc.runtime.differences import output_differences
-from checkpoint2svc.runtime.executor import CellExecutor, ExecutionMode
-from checkpoint2svc.runtime.json_values import TensorFormat, decode_json, encode_json
-from checkpoint2svc.runtime.limits import Limits
 from checkpoint2svc.runtime.metrics import NodeMetrics
+from checkpoint2svc.wire.json_values import TensorFormat, decode_json, encode_json
+from checkpoint2svc.wire.limits import Limits
 
 QUICK_SECONDS = 0.0005
 log = logging.getLogger("checkpoint2svc.instance")

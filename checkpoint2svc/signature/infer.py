@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from checkpoint2svc.signature.types import (
+from checkpoint2svc.wire.type_ir import (
     TABLE_DTYPES,
     TENSOR_DTYPES,
     Column,

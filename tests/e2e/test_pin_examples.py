@@ -45,7 +45,7 @@ FRESH_PROCESS_RUN = textwrap.dedent(
     """
     import json, sys
     from checkpoint2svc.checkpoint import Checkpoint
-    from checkpoint2svc.runtime.json_values import decode_json, encode_json
+    from checkpoint2svc.wire.json_values import decode_json, encode_json
     checkpoint = Checkpoint.open(sys.argv[1])
     m = checkpoint.manifest
     given = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {v.name: v.example for v in m.inputs}

@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 
 from checkpoint2svc.checkpoint import Checkpoint, Manifest
 from checkpoint2svc.image.self_test import whole_numbers
-from checkpoint2svc.runtime.json_values import decode_json, encode_json
+from checkpoint2svc.wire.json_values import decode_json, encode_json
 from tests.e2e.instance import Instance
 
 pytestmark = pytest.mark.slow

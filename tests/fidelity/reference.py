@@ -36,7 +36,7 @@ def capture(namespace, names, path):
 
     import orjson
 
-    from checkpoint2svc.runtime.json_values import encode_json
+    from checkpoint2svc.wire.json_values import encode_json
     from checkpoint2svc.signature.infer import infer_type
 
     result = {}

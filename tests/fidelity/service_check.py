@@ -93,8 +93,8 @@ def _convert(reference: dict[str, Any], served_type: dict[str, Any], form: str) 
     """The reference value re-encoded with the type the checkpoint serves it as."""
     import orjson
 
-    from checkpoint2svc.runtime.json_values import decode_json, encode_json
-    from checkpoint2svc.signature.types import type_from_dict
+    from checkpoint2svc.wire.json_values import decode_json, encode_json
+    from checkpoint2svc.wire.type_ir import type_from_dict
 
     value = decode_json(reference["b64"], type_from_dict(reference["type"]))
     encoded = encode_json(value, type_from_dict(served_type), tensors=form)  # type: ignore[arg-type]

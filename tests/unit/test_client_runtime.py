@@ -25,18 +25,18 @@ from grpc_status import rpc_status
 
 from checkpoint2svc.checkpoint.manifest import Variable
 from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.client import (
+from checkpoint2svc.wire.client_errors import (
     ClientError,
     ExecutionError,
     ServiceError,
-    Signature,
     ValidationError,
 )
-from checkpoint2svc.runtime.grpc_client import error_from_rpc, load_stubs
-from checkpoint2svc.runtime.json_values import decode_json, encode_json
-from checkpoint2svc.runtime.proto_values import decode_message, encode_message, signature_record
-from checkpoint2svc.runtime.rest_client import error_from_response
-from checkpoint2svc.signature.types import Field, ListOf, Optional, Record, Scalar
+from checkpoint2svc.wire.grpc_client import error_from_rpc, load_stubs
+from checkpoint2svc.wire.json_values import decode_json, encode_json
+from checkpoint2svc.wire.proto_values import decode_message, encode_message, signature_record
+from checkpoint2svc.wire.rest_client import error_from_response
+from checkpoint2svc.wire.signature import Signature
+from checkpoint2svc.wire.type_ir import Field, ListOf, Optional, Record, Scalar
 from tests.generated_client import imported_package, names_of, write_package
 from tests.unit.test_proto import CASES, assert_same, manifest
 

@@ -1,82 +1,50 @@
-"""The client runtime a generated package carries: exact copies but for the import lines."""
+"""The client runtime a generated package carries: ``checkpoint2svc.wire``, byte for byte."""
 
 from __future__ import annotations
 
 import ast
-import importlib.util
+import importlib
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from checkpoint2svc.codegen.client_runtime import (
-    RUNTIME_DEPENDENCIES,
-    VENDORED,
-    RuntimeCopyError,
-    copied_source,
-    runtime_files,
-)
+from checkpoint2svc.codegen.client_runtime import RUNTIME_DEPENDENCIES, runtime_files, wire_folder
+from checkpoint2svc.wire.errors import ValueConversionError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _source(module: str) -> str:
-    spec = importlib.util.find_spec(module)
-    assert spec is not None and spec.origin is not None
-    return Path(spec.origin).read_text(encoding="utf-8")
-
-
-def test_each_copy_differs_from_its_module_only_in_imports_of_checkpoint2svc() -> None:
+def test_the_copy_is_the_wire_package_as_it_is() -> None:
     files = runtime_files()
-    assert set(files) == {"__init__.py", *(f"{name}.py" for name in VENDORED)}
-    for name, module in VENDORED.items():
-        header, copy = files[f"{name}.py"].split("\n", 1)
-        assert header.startswith(f"# Copied from {module} ")
-        original = _source(module)
-        tree = ast.parse(copy)
-        for node in ast.walk(tree):
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in wire_folder().glob("*.py")}
+    assert files == on_disk
+    assert {"__init__.py", "type_ir.py", "rest_client.py", "grpc_client.py"} <= set(files)
+    assert not [p.name for p in wire_folder().iterdir() if p.is_dir() and p.name != "__pycache__"]
+
+
+def test_the_copy_imports_only_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, text in runtime_files().items():
+        for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ImportFrom) and node.level == 0:
                 assert not (node.module or "").startswith("checkpoint2svc"), (name, node.lineno)
             if isinstance(node, ast.Import):
                 assert not any(a.name.startswith("checkpoint2svc") for a in node.names), name
-        gone = set(original.splitlines()) - set(copy.splitlines())
-        new = set(copy.splitlines()) - set(original.splitlines())
-        assert all(line.startswith("from checkpoint2svc") for line in gone), (name, gone)
-        assert all(line.startswith("from .") for line in new), (name, new)
-        assert len(copy.splitlines()) == len(original.splitlines())
-
-
-def test_copied_imports_are_sorted_as_relative_imports() -> None:
-    copy = runtime_files()["rest_client.py"]
-    relative = [line for line in copy.splitlines() if line.startswith("from .")]
-    assert relative == sorted(relative)
-    assert relative[0].startswith("from .client import")  # checkpoint2svc.errors came first
-
-
-def test_a_module_importing_what_is_not_copied_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "leaky_runtime.py").write_text(
-        "from checkpoint2svc.errors import ValueConversionError\n"
-        "from checkpoint2svc.control.home import Home\n",
-        encoding="utf-8",
-    )
+    copy = tmp_path / "copied_client" / "_runtime"
+    copy.mkdir(parents=True)
+    (copy.parent / "__init__.py").write_text("", encoding="utf-8")
+    for name, text in runtime_files().items():
+        (copy / name).write_text(text, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(RuntimeCopyError, match=r"imports checkpoint2svc\.control\.home"):
-        copied_source("leaky_runtime")
-    (tmp_path / "nested_runtime.py").write_text(
-        "def f() -> None:\n    from checkpoint2svc.errors import ValueConversionError\n",
-        encoding="utf-8",
-    )
-    with pytest.raises(RuntimeCopyError, match="needs it at the top level"):
-        copied_source("nested_runtime")
-    (tmp_path / "by_name_runtime.py").write_text(
-        "import importlib\nerrors = importlib.import_module('checkpoint2svc.errors')\n",
-        encoding="utf-8",
-    )
-    with pytest.raises(RuntimeCopyError, match=r"names the module checkpoint2svc\.errors"):
-        copied_source("by_name_runtime")
+    try:
+        rest_client = importlib.import_module("copied_client._runtime.rest_client")
+        errors = importlib.import_module("copied_client._runtime.errors")
+        assert errors.ValueConversionError is not ValueConversionError
+        assert rest_client.ValidationError.__module__ == "copied_client._runtime.client_errors"
+    finally:
+        for module in [m for m in sys.modules if m.split(".")[0] == "copied_client"]:
+            del sys.modules[module]
 
 
 # What a top-level import of the copies needs installed (numpy and pandas: only for tensors and

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from checkpoint2svc.runtime.differences import output_differences
-from checkpoint2svc.runtime.json_values import encode_json
-from checkpoint2svc.signature.types import ListOf, Scalar, Tensor
+from checkpoint2svc.execution.differences import output_differences
+from checkpoint2svc.wire.json_values import encode_json
+from checkpoint2svc.wire.type_ir import ListOf, Scalar, Tensor
 
 FLOATS = Tensor("float64", (-1,))
 

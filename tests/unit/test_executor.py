@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from checkpoint2svc.errors import ExecutionError
-from checkpoint2svc.runtime.executor import CellExecutor
+from checkpoint2svc.execution.executor import CellExecutor
 
 
 def notebook_state(source: str) -> dict[str, Any]:

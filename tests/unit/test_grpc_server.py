@@ -13,8 +13,8 @@ from google.protobuf import struct_pb2
 
 from checkpoint2svc.errors import ExecutionError, ValueConversionError
 from checkpoint2svc.runtime.grpc_server import CallRunner
-from checkpoint2svc.runtime.limits import Limits
 from checkpoint2svc.runtime.metrics import NodeMetrics
+from checkpoint2svc.wire.limits import Limits
 
 
 class Aborted(Exception):

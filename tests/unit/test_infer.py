@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from checkpoint2svc.signature.infer import infer_type, type_from_annotation
-from checkpoint2svc.signature.types import Json, type_from_dict
+from checkpoint2svc.wire.type_ir import Json, type_from_dict
 
 
 def render(value: object) -> tuple[str, list[str]]:

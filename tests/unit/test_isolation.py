@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from checkpoint2svc.runtime.executor import CellExecutor
-from checkpoint2svc.runtime.isolation import PinnedState, is_immutable, stored_attributes
-from checkpoint2svc.runtime.random_state import RandomState
+from checkpoint2svc.execution.executor import CellExecutor
+from checkpoint2svc.execution.isolation import PinnedState, is_immutable, stored_attributes
+from checkpoint2svc.execution.random_state import RandomState
 
 
 def notebook_state(source: str) -> dict[str, Any]:

@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 
 from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.json_values import decode_json, encode_json
 from checkpoint2svc.signature.infer import infer_type
-from checkpoint2svc.signature.types import Field, ListOf, Record, Scalar, Tensor
+from checkpoint2svc.wire.json_values import decode_json, encode_json
+from checkpoint2svc.wire.type_ir import Field, ListOf, Record, Scalar, Tensor
 
 
 def round_trip(value: object, tensors: str = "list") -> object:

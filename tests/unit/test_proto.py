@@ -28,19 +28,18 @@ from checkpoint2svc.codegen.proto import (
 )
 from checkpoint2svc.codegen.resources import protos_dir, templates_dir
 from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.json_values import decode_json
-from checkpoint2svc.runtime.proto_values import (
+from checkpoint2svc.wire.json_values import decode_json
+from checkpoint2svc.wire.names import json_name, proto_field_names
+from checkpoint2svc.wire.proto_values import (
     RecordCodec,
     data_to_struct,
     decode_message,
     encode_message,
     import_generated,
-    json_name,
-    proto_field_names,
     signature_record,
     struct_to_data,
 )
-from checkpoint2svc.signature.types import (
+from checkpoint2svc.wire.type_ir import (
     Column,
     DictOf,
     Field,

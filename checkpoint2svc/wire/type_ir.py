@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from checkpoint2svc.errors import CheckpointError
+from .errors import MalformedTypeError
 
 ScalarKind = Literal["bool", "int", "float", "str", "bytes"]
 SCALAR_KINDS: tuple[ScalarKind, ...] = ("bool", "int", "float", "str", "bytes")
@@ -184,5 +184,5 @@ def type_from_dict(data: dict[str, Any]) -> TypeIR:
         if kind == "json":
             return Json()
     except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"malformed type in manifest: {data!r} ({exc})") from exc
-    raise CheckpointError(f"unknown type kind {kind!r} in manifest; is the checkpoint newer?")
+        raise MalformedTypeError(f"malformed type in manifest: {data!r} ({exc})") from exc
+    raise MalformedTypeError(f"unknown type kind {kind!r} in manifest; is the checkpoint newer?")

@@ -28,18 +28,18 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.client import (
-    PROTO_DIR,
+from .client_errors import (
     ClientError,
     ExecutionError,
     ServiceError,
-    Signature,
     ValidationError,
     answered,
     mismatched_answer,
 )
-from checkpoint2svc.runtime.proto_values import add_generated_path, decode_message, encode_message
+from .errors import ValueConversionError
+from .names import PROTO_DIR
+from .proto_values import add_generated_path, decode_message, encode_message
+from .signature import Signature
 
 OutputT = TypeVar("OutputT")
 DEFAULT_TIMEOUT = 60.0

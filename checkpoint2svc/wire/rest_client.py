@@ -15,17 +15,17 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 import httpx
 import orjson
 
-from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.client import (
+from .client_errors import (
     ClientError,
     ExecutionError,
     ServiceError,
-    Signature,
     ValidationError,
     answered,
     mismatched_answer,
 )
-from checkpoint2svc.runtime.json_values import decode_json, encode_json
+from .errors import ValueConversionError
+from .json_values import decode_json, encode_json
+from .signature import Signature
 
 OutputT = TypeVar("OutputT")
 DEFAULT_TIMEOUT = 60.0

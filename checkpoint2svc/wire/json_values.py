@@ -16,8 +16,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.signature.types import (
+from .errors import ValueConversionError
+from .type_ir import (
     DictOf,
     Json,
     ListOf,

@@ -21,11 +21,9 @@ JSON numbers in a ``Value`` or ``Struct`` are doubles: whole numbers within ±2*
 from __future__ import annotations
 
 import importlib
-import itertools
-import keyword
 import math
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -34,9 +32,10 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
-from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.json_values import encode_json, naive_utc, plain_json
-from checkpoint2svc.signature.types import (
+from .errors import ValueConversionError
+from .json_values import encode_json, naive_utc, plain_json
+from .names import proto_field_names
+from .type_ir import (
     DictOf,
     Field,
     Json,
@@ -52,23 +51,6 @@ from checkpoint2svc.signature.types import (
 
 M = TypeVar("M", bound=Message)
 
-# Words of the proto language, and attributes of Python message classes that a field would hide.
-PROTO_KEYWORDS = frozenset((
-    "syntax", "edition", "import", "weak", "public", "export", "local", "package", "option",
-    "message", "enum", "service", "rpc", "returns", "stream", "extend", "extensions", "reserved",
-    "to", "max", "oneof", "map", "repeated", "optional", "required", "group", "double", "float",
-    "int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64", "sfixed32",
-    "sfixed64", "bool", "string", "bytes", "true", "false", "inf", "nan",
-))  # fmt: skip
-MESSAGE_ATTRIBUTES = frozenset((
-    "DESCRIPTOR", "ByteSize", "Clear", "ClearExtension", "ClearField", "CopyFrom",
-    "DiscardUnknownFields", "Extensions", "FindInitializationErrors", "FromString",
-    "HasExtension", "HasField", "IsInitialized", "ListFields", "MergeFrom", "MergeFromString",
-    "ParseFromString", "RegisterExtension", "SerializePartialToString", "SerializeToString",
-    "SetInParent", "UnknownFields", "WhichOneof",
-))  # fmt: skip
-RESERVED_NAMES = PROTO_KEYWORDS | MESSAGE_ATTRIBUTES | frozenset(keyword.kwlist)
-
 _INT64 = (-(2**63), 2**63 - 1)
 _EXACT_DOUBLE = 2**53
 # Which member of checkpoint2svc.v1.Column's ``values`` carries a column of each dtype kind.
@@ -83,68 +65,6 @@ class NamedType(Protocol):
 
     @property
     def type(self) -> TypeIR: ...
-
-
-# ---------------------------------------------------------------------------------- naming
-
-
-def json_name(name: str) -> str:
-    """protoc's default JSON name of a field: underscores dropped, the next letter upper-cased."""
-    out: list[str] = []
-    upper = False
-    for char in name:
-        if char == "_":
-            upper = True
-        else:
-            out.append(char.upper() if upper else char)
-            upper = False
-    return "".join(out)
-
-
-def _is_plain(name: str) -> bool:
-    return name.isascii() and name.isidentifier() and name not in RESERVED_NAMES
-
-
-def proto_field_names(keys: Sequence[str]) -> tuple[str, ...]:
-    """The proto field name of each key of a record (or variable), in order.
-
-    A key keeps its name when it is an ASCII identifier that is neither a proto keyword, a
-    Python keyword nor a message attribute, and its JSON name (which protoc requires to be unique
-    within a message) is not already taken by an earlier key. Any other key becomes the first
-    free name of ``base``, ``base_``, ``base_2``, ``base_3``, ... where ``base`` is the key with
-    characters outside ``[A-Za-z0-9_]`` replaced by ``_`` (and a leading ``_`` before a digit).
-    The generator (``checkpoint2svc.codegen.proto``) and the conversions here both call this, so
-    the generated messages and the runtime agree on every name.
-    """
-    names: dict[int, str] = {}
-    taken: set[str] = set()
-
-    def free(name: str) -> bool:
-        return _is_plain(name) and name not in taken and json_name(name) not in taken_json
-
-    taken_json: set[str] = set()
-    for i, key in enumerate(keys):
-        if free(key):
-            names[i] = key
-            taken.add(key)
-            taken_json.add(json_name(key))
-    for i, key in enumerate(keys):
-        if i in names:
-            continue
-        base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in key)
-        if not base or base[0].isdigit():
-            base = f"_{base}"
-        name = next(c for c in _candidates(base) if free(c))
-        names[i] = name
-        taken.add(name)
-        taken_json.add(json_name(name))
-    return tuple(names[i] for i in range(len(keys)))
-
-
-def _candidates(base: str) -> Iterator[str]:
-    yield base
-    yield f"{base}_"
-    yield from (f"{base}_{n}" for n in itertools.count(2))
 
 
 @lru_cache(maxsize=1024)

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from checkpoint2svc.runtime.random_state import RandomState
+from checkpoint2svc.execution.random_state import RandomState
 
 # Code that names any of these can reach every global by name: all of them are isolated.
 _DYNAMIC_GLOBALS = frozenset({"globals", "vars", "eval", "exec", "locals", "dir"})

@@ -16,9 +16,9 @@ import traceback
 from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
-from checkpoint2svc.errors import ExecutionError
-from checkpoint2svc.runtime.isolation import PinnedState
-from checkpoint2svc.runtime.random_state import RandomState
+from checkpoint2svc.execution.isolation import PinnedState
+from checkpoint2svc.execution.random_state import RandomState
+from checkpoint2svc.wire.errors import ExecutionError
 
 ExecutionMode = Literal["isolated", "shared"]
 CELL_FILENAME = "<target cell>"

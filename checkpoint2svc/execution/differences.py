@@ -12,9 +12,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from checkpoint2svc.errors import ValueConversionError
-from checkpoint2svc.runtime.json_values import decode_json, wire_equal
-from checkpoint2svc.signature.types import Optional, Tensor, TypeIR
+from checkpoint2svc.wire.errors import ValueConversionError
+from checkpoint2svc.wire.json_values import decode_json, wire_equal
+from checkpoint2svc.wire.type_ir import Optional, Tensor, TypeIR
 
 MAX_SHOWN = 3
 

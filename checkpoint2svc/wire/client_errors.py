@@ -1,4 +1,4 @@
-"""What every generated client shares: the signature it embeds, its errors, and its checks.
+"""The errors of a call through a generated client, and how they say how the service answered.
 
 A generated client package (``checkpoint2svc generate`` writes one into ``client/``) is thin glue:
 typed ``execute`` methods over ``rest_client`` and ``grpc_client``, which convert values with
@@ -20,15 +20,9 @@ never left this process.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from checkpoint2svc import errors
-from checkpoint2svc.signature.types import Optional, Record
-
-PROTO_DIR = "_proto"
-"""The folder of a client package that holds protoc's modules (an import root of its own)."""
+from . import errors
 
 
 class ClientError(errors.Checkpoint2SvcError):
@@ -60,36 +54,6 @@ def answered(error: E, http_status: int | None = None, grpc_code: str | None = N
     error.http_status = http_status
     error.grpc_code = grpc_code
     return error
-
-
-@dataclass(frozen=True)
-class Signature:
-    """A service's inputs and outputs, as its generated client embeds them (``models.py``)."""
-
-    inputs: Record
-    outputs: Record
-
-    def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """``inputs`` with every input present (a missing optional one is ``None``).
-
-        Raises ``ValidationError`` naming an unknown or a missing input.
-        """
-        names = [f.name for f in self.inputs.fields]
-        unknown = sorted(set(inputs) - set(names))
-        if unknown:
-            raise ValidationError(
-                f"input.{unknown[0]}",
-                f"not an input of this service (inputs: {', '.join(names) or 'none'})",
-            )
-        values: dict[str, Any] = {}
-        for field in self.inputs.fields:
-            if field.name in inputs:
-                values[field.name] = inputs[field.name]
-            elif isinstance(field.type, Optional):
-                values[field.name] = None
-            else:
-                raise ValidationError(f"input.{field.name}", "field required")
-        return values
 
 
 def mismatched_answer(reason: str) -> ServiceError:
