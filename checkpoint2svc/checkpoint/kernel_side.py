@@ -1,16 +1,18 @@
 """The half of pinning that runs inside the Jupyter kernel, next to the live objects.
 
 The host sends one line that imports this module and calls :func:`capture` with the path of a
-request file; the answer comes back as ``result.json`` (and ``state.dill``) in the same folder,
-so nothing large travels over the kernel's messaging channel. Nothing here binds a global name
-in the kernel.
+request file (a :class:`PinRequest`); the answer comes back as ``result.json`` (a
+:class:`PinResult`, or an error) and ``state.dill`` in the same folder, so nothing large travels
+over the kernel's messaging channel. Nothing here binds a global name in the kernel.
+
+This module gathers what only the kernel can see (the values, their types, the example runs);
+which variables become inputs and outputs is decided by :mod:`checkpoint2svc.signature.selection`.
 """
 
 from __future__ import annotations
 
 import copy
 import io
-import json
 import re
 import sys
 import traceback
@@ -23,8 +25,13 @@ from typing import Any
 
 import dill
 
-from checkpoint2svc.checkpoint.manifest import STATE_NAME
-from checkpoint2svc.checkpoint.pin_protocol import RESULT_NAME, PinRequest, error_to_wire
+from checkpoint2svc.checkpoint.manifest import STATE_NAME, StateVariable, Variable
+from checkpoint2svc.checkpoint.pin_protocol import (
+    ExcludedVariable,
+    PinRequest,
+    PinResult,
+    write_result,
+)
 from checkpoint2svc.checkpoint.requirements import modules_in_pickle, resolve_distributions
 from checkpoint2svc.errors import (
     CellExecutionError,
@@ -41,7 +48,14 @@ from checkpoint2svc.execution.isolation import code_global_names, describe_share
 from checkpoint2svc.execution.random_state import RandomState
 from checkpoint2svc.signature.cell_analysis import analyze_cell, annotations_of
 from checkpoint2svc.signature.infer import infer_type, type_from_annotation
-from checkpoint2svc.signature.selection import select_inputs, select_outputs
+from checkpoint2svc.signature.selection import (
+    OutputCandidate,
+    example_size_warning,
+    is_simple_value,
+    select_inputs,
+    select_outputs,
+    served_outputs,
+)
 from checkpoint2svc.wire.json_values import encode_json
 from checkpoint2svc.wire.limits import DEFAULT_MAX_MESSAGE_BYTES
 from checkpoint2svc.wire.type_ir import TypeIR
@@ -169,11 +183,10 @@ def _fix_for(name: str, value: Any) -> str:
 
 def _serialize_each(
     namespace: dict[str, Any], names: list[str], needed: set[str]
-) -> tuple[dict[str, bytes], list[dict[str, Any]], list[dict[str, str]]]:
+) -> tuple[list[StateVariable], list[ExcludedVariable]]:
     """Pickle every variable on its own: sizes, and which ones cannot be serialized."""
-    pickled: dict[str, bytes] = {}
-    state: list[dict[str, Any]] = []
-    excluded: list[dict[str, str]] = []
+    state: list[StateVariable] = []
+    excluded: list[ExcludedVariable] = []
     for name in names:
         value = namespace[name]
         try:
@@ -185,11 +198,10 @@ def _serialize_each(
                     f"but cannot be serialized ({type(exc).__name__}: {exc}); "
                     f"{_fix_for(name, value)}"
                 ) from None
-            excluded.append({"name": name, "type": _qualified_type(value), "reason": str(exc)})
+            excluded.append(ExcludedVariable(name, _qualified_type(value), str(exc)))
             continue
-        pickled[name] = data
-        state.append({"name": name, "type": _qualified_type(value), "size": len(data)})
-    return pickled, state, excluded
+        state.append(StateVariable(name, _qualified_type(value), len(data)))
+    return state, excluded
 
 
 def _dump_state(
@@ -265,81 +277,47 @@ def _type_of(
     return infer_type(value, name, warn)
 
 
-def _is_simple(value: Any) -> bool:
-    """A value a caller could plausibly send: a scalar, or a short list of scalars."""
-    scalar = (bool, int, float, str)
-    return isinstance(value, scalar) or (
-        isinstance(value, list | tuple)
-        and len(value) <= 64
-        and all(isinstance(v, scalar) for v in value)
-    )
-
-
-@dataclass
+@dataclass(frozen=True)
 class _Output:
+    """An output as the example run gave it: its type and JSON example, or, when it has no
+    wire type, neither."""
+
     name: str
     type: TypeIR | None
     example: Any
-    why_not: str = ""
-    """Why the value has no wire type (empty when it has one)."""
+    python_type: str
+
+    def candidate(self) -> OutputCandidate:
+        return OutputCandidate(self.name, "" if self.type is not None else self.python_type)
+
+    def variable(self) -> Variable:
+        assert self.type is not None, f"{self.name} has no wire type, it is not served"
+        return Variable(self.name, self.type, self.example)
 
 
 def _output_of(name: str, value: Any, warnings: list[str], strict: bool) -> _Output:
-    """The output's type and example, or why it has none (the json fallback's warnings are kept
-    only for an output that is served)."""
+    """The output's type and example, or none (the json fallback's warnings are kept only for
+    an output that is served)."""
     heard: list[str] = []
     type_ = _type_of(name, value, None, heard, False, "")
     try:
         example = encode_json(value, type_, name, tensors="b64")
-    except ValueConversionError as exc:  # left out, --strict or not
-        return _Output(name, None, None, f"{_qualified_type(value)}: {exc.reason}")
+    except ValueConversionError:  # left out, --strict or not
+        return _Output(name, None, None, _qualified_type(value))
     if strict and heard:
         fix = f"make the cell give {name!r} a value of one precise type, or omit it from --outputs"
         _type_of(name, value, None, [], True, fix)  # raises, naming the fallback
     warnings.extend(heard)
-    return _Output(name, type_, example)
+    return _Output(name, type_, example, _qualified_type(value))
 
 
-def _served_outputs(outputs: list[_Output], explicit: bool, warnings: list[str]) -> list[_Output]:
-    served = [o for o in outputs if o.type is not None]
-    left_out = [o for o in outputs if o.type is None]
-    listing = ", ".join(f"{o.name} ({o.why_not.split(':')[0]})" for o in left_out)
-    if explicit and left_out:
-        raise SignatureError(
-            f"--outputs names {listing}, which has no wire type (no JSON form); outputs that "
-            f"could be served: {', '.join(o.name for o in served) or 'none'}. Derive a number, "
-            "string, list, dict, array or DataFrame from it in the cell"
-        )
-    if not served:
-        raise SignatureError(
-            f"none of the target cell's outputs has a wire type: {listing}; assign a number, "
-            "string, list, dict, numpy array, Series or DataFrame derived from them in the cell "
-            "(e.g. `r2 = results.rsquared`), or name such variables with --outputs"
-        )
-    if left_out:
-        warnings.append(
-            f"outputs left out, they have no wire type: {listing}; the service serves "
-            f"{', '.join(o.name for o in served)} (choose with --outputs)"
-        )
-    return served
+def _size_check(what: str, examples: dict[str, Any], warnings: list[str], strict: bool) -> None:
+    warning = example_size_warning(what, examples, DEFAULT_MAX_MESSAGE_BYTES, strict)
+    if warning is not None:
+        warnings.append(warning)
 
 
-def _check_size(what: str, data: dict[str, Any], warnings: list[str], strict: bool) -> None:
-    size = len(json.dumps(data, separators=(",", ":")))
-    if size <= DEFAULT_MAX_MESSAGE_BYTES:
-        return
-    message = (
-        f"the example {what} is {size / 2**20:.1f} MiB as JSON, over the "
-        f"{DEFAULT_MAX_MESSAGE_BYTES >> 20} MiB message limit: it cannot be sent to a service "
-        "with the default limit (the OpenAPI example, the client's example and the self-test "
-        "need it); serve with --max-message-mb larger, or make the example smaller"
-    )
-    if strict:
-        raise SignatureError(f"{message} (--strict)")
-    warnings.append(message)
-
-
-def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False) -> dict[str, Any]:
+def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False) -> PinResult:
     """Capture the state into ``out_dir``, run the cell twice on the example inputs (from the
     pinned state each time), and return the signature, examples and requirements (raises
     :class:`Checkpoint2SvcError`). ``keep_outputs`` leaves the first run's outputs bound in the
@@ -359,16 +337,16 @@ def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False)
         if request.parameters_source is not None
         else None
     )
-    simple = [n for n in cell.reads if n in namespace and _is_simple(namespace[n])]
+    simple = [n for n in cell.reads if n in namespace and is_simple_value(namespace[n])]
     choice = select_inputs(request.inputs, parameters, reads, namespace, simple)
     inputs = list(choice.names)
     outputs = list(select_outputs(request.outputs, cell.assigns, cell.binds))
 
     candidates = [n for n in list(namespace) if not _is_internal(n, hidden)]
     needed = set(reads)
-    _, state, excluded = _serialize_each(namespace, candidates, needed)
+    state, excluded = _serialize_each(namespace, candidates, needed)
     drop = [n for n in namespace if _is_internal(n, hidden) and not n.startswith("__")]
-    drop += [e["name"] for e in excluded]
+    drop += [e.name for e in excluded]
     _dump_state(main, namespace, drop, out_dir / STATE_NAME)
     random_state.write(out_dir)
 
@@ -376,11 +354,11 @@ def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False)
     if excluded:
         warnings.append(
             "The following variables cannot be serialized and are left out (the target cell "
-            "does not need them): " + ", ".join(f"{e['name']} ({e['type']})" for e in excluded)
+            "does not need them): " + ", ".join(f"{e.name} ({e.type})" for e in excluded)
         )
     annotations = annotations_of(request.parameters_source or "")
     input_values = {name: namespace[name] for name in inputs}
-    input_vars = []
+    input_vars: list[Variable] = []
     for name in inputs:
         fix = f"annotate {name!r} in the parameters cell (`{name}: Any` accepts any JSON value)"
         type_ = _type_of(
@@ -394,9 +372,8 @@ def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False)
                 f"({exc.reason}), so no caller could send it; leave it out of --inputs (it then "
                 "comes from the pinned state), or give it a plain value in the parameters cell"
             ) from None
-        input_vars.append({"name": name, "type": type_.to_dict(), "example": example})
-    _check_size("input", {"input": {v["name"]: v["example"] for v in input_vars}}, warnings,
-                request.strict)  # fmt: skip
+        input_vars.append(Variable(name, type_, example))
+    _size_check("input", {v.name: v.example for v in input_vars}, warnings, request.strict)
 
     internal = {n for n in namespace if _is_internal(n, hidden)}  # IPython's, not the state's
     runner = CellExecutor(namespace, source, inputs, outputs, "isolated", random_state, internal)
@@ -405,15 +382,13 @@ def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False)
         warnings.append(describe_shared(runner.pinned.plan.shared))
     output_values = _run_example(runner, input_values, request.label)
     found = [_output_of(n, output_values[n], warnings, request.strict) for n in outputs]
-    served = _served_outputs(found, request.outputs is not None, warnings)
-    output_vars = [
-        {"name": o.name, "type": o.type.to_dict(), "example": o.example}
-        for o in served
-        if o.type is not None
-    ]
-    _check_size("output", {"output": {o.name: o.example for o in served}}, warnings,
-                request.strict)  # fmt: skip
-    deterministic = _same_again(runner, input_values, served, warnings)
+    served = served_outputs([o.candidate() for o in found], request.outputs is not None)
+    if served.warning:
+        warnings.append(served.warning)
+    by_name = {o.name: o for o in found}
+    output_vars = [by_name[name].variable() for name in served.names]
+    _size_check("output", {v.name: v.example for v in output_vars}, warnings, request.strict)
+    deterministic = _same_again(runner, input_values, output_vars, warnings)
     if keep_outputs:
         namespace.update(output_values)
 
@@ -421,18 +396,18 @@ def capture_into(request: PinRequest, out_dir: Path, keep_outputs: bool = False)
     packages |= {
         type(v).__module__.split(".")[0] for v in [*input_values.values(), *output_values.values()]
     }
-    return {
-        "inputs": input_vars,
-        "outputs": output_vars,
-        "state": state,
-        "excluded": excluded,
-        "deterministic": deterministic,
-        "random_state": list(random_state.sources),
-        "requirements": [d.to_dict() for d in resolve_distributions(packages)],
-        "python_version": ".".join(str(p) for p in sys.version_info[:3]),
-        "warnings": warnings,
-        "notes": [choice.note] if choice.note else [],
-    }
+    return PinResult(
+        inputs=tuple(input_vars),
+        outputs=tuple(output_vars),
+        state=tuple(state),
+        excluded=tuple(excluded),
+        deterministic=deterministic,
+        random_state=tuple(random_state.sources),
+        requirements=tuple(resolve_distributions(packages)),
+        python_version=".".join(str(p) for p in sys.version_info[:3]),
+        warnings=tuple(warnings),
+        notes=(choice.note,) if choice.note else (),
+    )
 
 
 def _run_example(runner: CellExecutor, inputs: dict[str, Any], label: str) -> dict[str, Any]:
@@ -446,19 +421,19 @@ def _run_example(runner: CellExecutor, inputs: dict[str, Any], label: str) -> di
 
 
 def _same_again(
-    runner: CellExecutor, inputs: dict[str, Any], served: list[_Output], warnings: list[str]
+    runner: CellExecutor, inputs: dict[str, Any], served: list[Variable], warnings: list[str]
 ) -> bool:
     """Run the cell a second time from the same state: do the served outputs come out equal?"""
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):  # said once already
         try:
             again = runner.run(copy.deepcopy(inputs))
-            second = {o.name: encode_json(again[o.name], o.type, o.name, tensors="b64")
-                      for o in served if o.type is not None}  # fmt: skip
+            second = {v.name: encode_json(again[v.name], v.type, v.name, tensors="b64")
+                      for v in served}  # fmt: skip
         except Checkpoint2SvcError as exc:
             differences = [f"the second run failed ({exc})"]
         else:
-            first = {o.name: o.example for o in served}
-            types = {o.name: o.type for o in served if o.type is not None}
+            first = {v.name: v.example for v in served}
+            types = {v.name: v.type for v in served}
             differences = output_differences(first, second, types)
     if not differences:
         return True
@@ -476,15 +451,16 @@ def capture(request_path: str) -> None:
     """Capture the state and signature the request asks for; always answer in ``result.json``."""
     request_file = Path(request_path)
     out_dir = request_file.parent
+    outcome: PinResult | Checkpoint2SvcError
     try:
-        result: dict[str, Any] = {"ok": capture_into(PinRequest.read(request_file), out_dir)}
+        outcome = capture_into(PinRequest.read(request_file), out_dir)
     except Checkpoint2SvcError as exc:
-        result = {"error": error_to_wire(exc)}
+        outcome = exc
     except Exception as exc:  # a bug of ours, or an object nothing foresaw: say what, not crash
         lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
         message = (
             f"capturing the state failed ({type(exc).__name__}: {exc}); please report it with "
             "the traceback, and try --mode shared meanwhile"
         )
-        result = {"error": error_to_wire(CellExecutionError(message, "".join(lines)))}
-    (out_dir / RESULT_NAME).write_text(json.dumps(result), encoding="utf-8")
+        outcome = CellExecutionError(message, "".join(lines))
+    write_result(out_dir, outcome)

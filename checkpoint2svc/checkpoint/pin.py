@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
@@ -11,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from checkpoint2svc import errors
 from checkpoint2svc.checkpoint.checkpoint import Checkpoint
@@ -19,9 +17,7 @@ from checkpoint2svc.checkpoint.kernel import Progress, kernel_session, run_cells
 from checkpoint2svc.checkpoint.manifest import (
     STATE_NAME,
     Manifest,
-    StateVariable,
     TargetCell,
-    Variable,
     sha256_file,
 )
 from checkpoint2svc.checkpoint.notebook import (
@@ -31,7 +27,7 @@ from checkpoint2svc.checkpoint.notebook import (
     read_notebook,
     select_cell,
 )
-from checkpoint2svc.checkpoint.pin_protocol import RESULT_NAME, PinRequest, error_from_wire
+from checkpoint2svc.checkpoint.pin_protocol import RESULT_NAME, PinRequest, PinResult, read_result
 from checkpoint2svc.execution.executor import ExecutionMode
 from checkpoint2svc.execution.random_state import RANDOM_STATE_NAME
 from checkpoint2svc.signature.cell_analysis import parse_cell, to_python
@@ -88,7 +84,7 @@ def staged_checkpoint(out_dir: Path, force: bool) -> Iterator[Path]:
 
 def write_manifest(
     staging: Path,
-    captured: dict[str, Any],
+    captured: PinResult,
     *,
     name: str,
     notebook: str,
@@ -100,9 +96,9 @@ def write_manifest(
     """The manifest of what the kernel side captured into ``staging`` (written there too)."""
     from checkpoint2svc.version import __version__
 
-    for message in captured.get("notes", []):
+    for message in captured.notes:
         warn(f"note: {message}")
-    for message in captured["warnings"]:
+    for message in captured.warnings:
         warn(f"warning: {message}")
     files = {STATE_NAME: sha256_file(staging / STATE_NAME)}
     if (staging / RANDOM_STATE_NAME).is_file():
@@ -112,19 +108,19 @@ def write_manifest(
         notebook=notebook,
         notebook_sha256=notebook_sha256,
         cell=cell,
-        inputs=[Variable.from_dict(v) for v in captured["inputs"]],
-        outputs=[Variable.from_dict(v) for v in captured["outputs"]],
+        inputs=list(captured.inputs),
+        outputs=list(captured.outputs),
         mode=mode,
-        python_version=captured["python_version"],
-        requirements=captured["requirements"],
-        state=[StateVariable(s["name"], s["type"], s["size"]) for s in captured["state"]],
-        excluded=captured["excluded"],
-        deterministic=captured["deterministic"],
-        random_state=captured["random_state"],
+        python_version=captured.python_version,
+        requirements=[d.to_dict() for d in captured.requirements],
+        state=list(captured.state),
+        excluded=[e.to_dict() for e in captured.excluded],
+        deterministic=captured.deterministic,
+        random_state=list(captured.random_state),
         files=files,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         checkpoint2svc_version=__version__,
-        warnings=captured["warnings"],
+        warnings=list(captured.warnings),
     )
     manifest.write(staging)
     return manifest
@@ -195,13 +191,11 @@ def pin_notebook(
                         "the kernel's environment, or omit --kernel to use this Python"
                     ) from exc
                 raise
-        result = json.loads((staging / RESULT_NAME).read_text(encoding="utf-8"))
         request_path.unlink()
+        result = read_result(staging / RESULT_NAME)  # raises the error the kernel sent
         (staging / RESULT_NAME).unlink()
-        if "error" in result:
-            raise error_from_wire(result["error"])
         manifest = write_manifest(
-            staging, result["ok"], name=name, notebook=notebook_path.name,
+            staging, result, name=name, notebook=notebook_path.name,
             notebook_sha256=notebook_sha, cell=cell, mode=mode, warn=warn,
         )  # fmt: skip
     return Checkpoint(out_dir, manifest)

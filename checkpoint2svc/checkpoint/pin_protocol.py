@@ -1,8 +1,9 @@
-"""What the pin host and the kernel half say to each other: a typed request, and the errors that
-may cross back (each keeps its class, message and attributes).
+"""What the pin host and the kernel half say to each other: a typed request, a typed result,
+and the errors that may cross back instead (each keeps its class, message and attributes).
 
 The request travels as a JSON file next to the checkpoint being written; the answer comes back
-as ``result.json`` in the same folder.
+as ``result.json`` in the same folder: ``{"ok": <PinResult>}`` or ``{"error": <error>}``. The
+kernel imports this module: it must stay light (no nbclient, nbformat, Jinja2).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from checkpoint2svc import errors
+from checkpoint2svc.checkpoint.manifest import StateVariable, Variable
+from checkpoint2svc.checkpoint.requirements import Distribution
+from checkpoint2svc.execution.executor import ExecutionMode
 
 REQUEST_NAME = "request.json"
 RESULT_NAME = "result.json"
@@ -29,7 +33,7 @@ class PinRequest:
     strict: bool
     label: str
     """How messages name the target cell (``the target cell #3``)."""
-    mode: str = "isolated"
+    mode: ExecutionMode = "isolated"
 
     def write(self, directory: Path) -> Path:
         path = directory / REQUEST_NAME
@@ -39,6 +43,75 @@ class PinRequest:
     @classmethod
     def read(cls, path: Path) -> PinRequest:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True)
+class ExcludedVariable:
+    """A variable left out of the state: it cannot be serialized, and the cell does not need it."""
+
+    name: str
+    type: str
+    """The qualified Python type of the value."""
+    reason: str
+    """Why it cannot be serialized (the pickler's message)."""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "type": self.type, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class PinResult:
+    """What the kernel half captured: the signature with examples, the state's contents, the
+    requirements, and what to tell the user (the host writes the manifest from it)."""
+
+    inputs: tuple[Variable, ...]
+    outputs: tuple[Variable, ...]
+    """The served outputs only (those with a wire type)."""
+    state: tuple[StateVariable, ...]
+    excluded: tuple[ExcludedVariable, ...]
+    deterministic: bool
+    """Whether a second run on the example inputs gave the same outputs."""
+    random_state: tuple[str, ...]
+    """The global generators captured (their names)."""
+    requirements: tuple[Distribution, ...]
+    python_version: str
+    warnings: tuple[str, ...] = ()
+    """Printed as ``warning: ...`` and kept in the manifest."""
+    notes: tuple[str, ...] = ()
+    """Printed as ``note: ...`` only (how a rule chose for the user)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "inputs": [v.to_dict() for v in self.inputs],
+            "outputs": [v.to_dict() for v in self.outputs],
+            "state": [{"name": s.name, "type": s.type, "size": s.size} for s in self.state],
+            "excluded": [e.to_dict() for e in self.excluded],
+            "deterministic": self.deterministic,
+            "random_state": list(self.random_state),
+            "requirements": [d.to_dict() for d in self.requirements],
+            "python_version": self.python_version,
+            "warnings": list(self.warnings),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PinResult:
+        return cls(
+            inputs=tuple(Variable.from_dict(v) for v in data["inputs"]),
+            outputs=tuple(Variable.from_dict(v) for v in data["outputs"]),
+            state=tuple(StateVariable(s["name"], s["type"], s["size"]) for s in data["state"]),
+            excluded=tuple(
+                ExcludedVariable(e["name"], e["type"], e["reason"]) for e in data["excluded"]
+            ),
+            deterministic=data["deterministic"],
+            random_state=tuple(data["random_state"]),
+            requirements=tuple(
+                Distribution(d["name"], d["version"], d["direct"]) for d in data["requirements"]
+            ),
+            python_version=data["python_version"],
+            warnings=tuple(data["warnings"]),
+            notes=tuple(data["notes"]),
+        )
 
 
 # The errors the kernel half raises on purpose: each crosses with its own class.
@@ -79,11 +152,41 @@ def error_from_wire(data: dict[str, Any]) -> errors.Checkpoint2SvcError:
     return exc
 
 
+def write_result(directory: Path, outcome: PinResult | errors.Checkpoint2SvcError) -> Path:
+    """The kernel half's answer, as ``result.json`` in ``directory``."""
+    if isinstance(outcome, PinResult):
+        data = {"ok": outcome.to_json()}
+    else:
+        data = {"error": error_to_wire(outcome)}
+    path = directory / RESULT_NAME
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def read_result(path: Path) -> PinResult:
+    """The result :func:`write_result` wrote at ``path``; the error it carried is raised here."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if "error" in data:
+        raise error_from_wire(data["error"])
+    try:
+        return PinResult.from_json(data["ok"])
+    except (KeyError, TypeError, AttributeError, errors.CheckpointError) as exc:
+        raise errors.CheckpointError(
+            f"the kernel's answer is malformed ({type(exc).__name__}: {exc}): it runs another "
+            "version of checkpoint2svc; install this version into the kernel's environment, or "
+            "omit --kernel to use this Python"
+        ) from None
+
+
 __all__ = [
     "CROSSING_ERRORS",
     "REQUEST_NAME",
     "RESULT_NAME",
+    "ExcludedVariable",
     "PinRequest",
+    "PinResult",
     "error_from_wire",
     "error_to_wire",
+    "read_result",
+    "write_result",
 ]
