@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from typing import Any
+from typing import Any, assert_never
 
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
 from checkpoint2svc.wire.type_ir import (
@@ -63,8 +63,9 @@ def json_schema(type_: TypeIR) -> dict[str, Any]:
         return _table_schema(type_)
     if isinstance(type_, Series):
         return _series_schema(type_)
-    assert isinstance(type_, Json)
-    return {}
+    if isinstance(type_, Json):
+        return {}
+    assert_never(type_)
 
 
 def _dtype_schema(dtype: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import assert_never
 
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
 from checkpoint2svc.codegen.build_context import BuildContext
@@ -244,7 +245,9 @@ class _ModelBuilder:
         if isinstance(type_, Json):
             self.imports.add(STRUCT_PROTO)
             return VALUE_TYPE
-        return self.wrapper(scope, type_, hint)
+        if isinstance(type_, ListOf | DictOf | Optional):
+            return self.wrapper(scope, type_, hint)
+        assert_never(type_)
 
     def wrapper(self, scope: _Scope, type_: ListOf | DictOf | Optional, hint: str) -> str:
         """A message whose one field holds ``type_``; its own helpers go in the same scope."""

@@ -14,7 +14,7 @@ import binascii
 import math
 import sys
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from .errors import ValueConversionError
 from .type_ir import (
@@ -123,7 +123,9 @@ def encode_json(value: Any, type_: TypeIR, field: str = "", tensors: TensorForma
         return plain_json(frame.to_dict(orient="records"), field)
     if isinstance(type_, Series):
         return _encode_series(value, type_, field)
-    return plain_json(value, field)
+    if isinstance(type_, Json):
+        return plain_json(value, field)
+    assert_never(type_)
 
 
 def _encode_series(value: Any, type_: Series, field: str) -> dict[str, Any]:
@@ -301,8 +303,9 @@ def decode_json(data: Any, type_: TypeIR, field: str = "") -> Any:
         return _decode_table(data, type_, field)
     if isinstance(type_, Series):
         return _decode_series(data, type_, field)
-    assert isinstance(type_, Json)
-    return data
+    if isinstance(type_, Json):
+        return data
+    assert_never(type_)
 
 
 def _decode_scalar(data: Any, type_: Scalar, field: str) -> Any:

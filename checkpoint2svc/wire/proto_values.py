@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar, assert_never
 
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
@@ -50,6 +50,13 @@ from .type_ir import (
 )
 
 M = TypeVar("M", bound=Message)
+
+MessageType = Record | Tensor | Table | Series | Json
+"""The kinds whose value is a message of its own (``_fill``, ``_read``); the others are fields
+of their message: a scalar, a repeated or map field, an optional one."""
+ElementType = ListOf | DictOf | Optional | MessageType
+"""The kinds of an item of a list or a value of a map that is a message (maybe a wrapper)."""
+NotOptional = Scalar | ListOf | DictOf | MessageType
 
 _INT64 = (-(2**63), 2**63 - 1)
 _EXACT_DOUBLE = 2**53
@@ -81,10 +88,11 @@ def _join(field: str, key: str) -> str:
     return f"{field}.{key}" if field else key
 
 
-def _optional_inner(type_: TypeIR) -> TypeIR:
-    while isinstance(type_, Optional):
-        type_ = type_.inner
-    return type_
+def _optional_inner(type_: Optional) -> NotOptional:
+    inner = type_.inner
+    while isinstance(inner, Optional):
+        inner = inner.inner
+    return inner
 
 
 # ---------------------------------------------------------------------------- Python -> proto
@@ -160,7 +168,7 @@ def _set_field(message: Message, name: str, type_: TypeIR, value: Any, field: st
         _fill(getattr(message, name), type_, value, field)
 
 
-def _fill_element(message: Message, type_: TypeIR, value: Any, field: str) -> None:
+def _fill_element(message: Message, type_: ElementType, value: Any, field: str) -> None:
     """Fill an item of a repeated field or a value of a map (a message: maybe a wrapper)."""
     if isinstance(type_, ListOf | DictOf):
         _set_field(message, "values", type_, value, field)
@@ -170,7 +178,7 @@ def _fill_element(message: Message, type_: TypeIR, value: Any, field: str) -> No
         _fill(message, type_, value, field)
 
 
-def _fill(message: Message, type_: TypeIR, value: Any, field: str) -> None:
+def _fill(message: Message, type_: MessageType, value: Any, field: str) -> None:
     """Fill the message of a record, tensor, table or JSON value, marking it present."""
     message.SetInParent()
     if isinstance(type_, Record):
@@ -190,8 +198,8 @@ def _fill(message: Message, type_: TypeIR, value: Any, field: str) -> None:
     elif isinstance(type_, Json):
         assert isinstance(message, struct_pb2.Value)
         _fill_value(message, plain_json(value, field), field)
-    else:  # pragma: no cover - every other kind is handled by _set_field
-        raise AssertionError(f"{type_!r} is not a message type")
+    else:
+        assert_never(type_)
 
 
 def _fill_tensor(message: Any, type_: Tensor, value: Any, field: str) -> None:
@@ -355,7 +363,7 @@ def _get_field(message: Any, name: str, type_: TypeIR, field: str) -> Any:
     return _read(getattr(message, name), type_, field)
 
 
-def _read_element(message: Any, type_: TypeIR, field: str) -> Any:
+def _read_element(message: Any, type_: ElementType, field: str) -> Any:
     if isinstance(type_, ListOf | DictOf):
         return _get_field(message, "values", type_, field)
     if isinstance(type_, Optional):
@@ -363,7 +371,7 @@ def _read_element(message: Any, type_: TypeIR, field: str) -> Any:
     return _read(message, type_, field)
 
 
-def _read(message: Any, type_: TypeIR, field: str) -> Any:
+def _read(message: Any, type_: MessageType, field: str) -> Any:
     if isinstance(type_, Record):
         return {
             f.name: _get_field(message, name, f.type, _join(field, f.name))
@@ -377,7 +385,7 @@ def _read(message: Any, type_: TypeIR, field: str) -> Any:
         return _read_series(message, type_, field)
     if isinstance(type_, Json):
         return _value_data(message)
-    raise AssertionError(f"{type_!r} is not a message type")  # pragma: no cover
+    assert_never(type_)
 
 
 def _check_shape(shape: tuple[int, ...], type_: Tensor, field: str) -> None:
