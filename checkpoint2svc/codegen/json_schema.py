@@ -14,6 +14,7 @@ import re
 from typing import Any, assert_never
 
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
+from checkpoint2svc.wire.names import component_prefix
 from checkpoint2svc.wire.type_ir import (
     DictOf,
     Json,
@@ -180,12 +181,6 @@ def _series_schema(type_: Series) -> dict[str, Any]:
         "description": f"{described}: {forms}, or an object of values by label",
         "oneOf": [arrays, labelled],
     }
-
-
-def component_prefix(service_name: str) -> str:
-    """CamelCase of the service name ("image-classifier" -> "ImageClassifier") for schema names."""
-    parts = re.split(r"[^0-9A-Za-z]+", service_name)
-    return "".join(p[:1].upper() + p[1:] for p in parts) or "Service"
 
 
 def _variables_schema(variables: list[Variable], what: str) -> dict[str, Any]:

@@ -21,7 +21,6 @@ The output is deterministic: the same manifest renders to the same bytes.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,10 +31,16 @@ from typing import assert_never
 
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
 from checkpoint2svc.codegen.build_context import BuildContext
-from checkpoint2svc.codegen.json_schema import component_prefix
 from checkpoint2svc.codegen.resources import protos_dir, template_environment
 from checkpoint2svc.errors import Checkpoint2SvcError
-from checkpoint2svc.wire.names import RESERVED_NAMES, ServiceNames, proto_field_names
+from checkpoint2svc.wire.names import (
+    RESERVED_NAMES,
+    ServiceNames,
+    module_name,
+    proto_field_names,
+    proto_package,
+    service_name,
+)
 from checkpoint2svc.wire.proto_values import (
     signature_record,
 )
@@ -129,34 +134,9 @@ class ProtoFile:
     service: ProtoService
 
 
-def proto_package(manifest_name: str) -> str:
-    """``checkpoint2svc.generated.<name>``, the name made a proto identifier (``-`` -> ``_``)."""
-    leaf = re.sub(r"[^A-Za-z0-9_]", "_", manifest_name)
-    if not leaf or not leaf[0].isalpha():
-        leaf = f"svc_{leaf}"
-    return f"checkpoint2svc.generated.{leaf}"
-
-
-def service_name(manifest_name: str) -> str:
-    """``<CamelName>Service``, e.g. ``ImageClassifierService`` for ``image-classifier``."""
-    camel = component_prefix(manifest_name)
-    if not camel[0].isalpha():
-        camel = f"Svc{camel}"
-    return f"{camel}Service"
-
-
-def module_name(manifest_name: str) -> str:
-    """The proto file's stem and its modules' prefix: a Python identifier."""
-    module = re.sub(r"[^a-z0-9_]", "_", manifest_name.lower())
-    return module if module[:1].isalpha() else f"svc_{module}"
-
-
 def service_names(manifest: Manifest) -> ServiceNames:
     """How ``manifest``'s service is named in generated code: module, proto package, service."""
-    return ServiceNames(
-        manifest.name, module_name(manifest.name), proto_package(manifest.name),
-        service_name(manifest.name),
-    )  # fmt: skip
+    return ServiceNames.of(manifest.name)
 
 
 def _comment(text: str) -> str:

@@ -1,14 +1,16 @@
 """How generated code names things, where a service and its clients must agree.
 
-``ServiceNames`` is what a generated service directory records (``context.json``); the field
-names of the generated messages come from ``proto_field_names``, which the proto generator and
-the value conversions (``proto_values``) both call.
+``ServiceNames`` (``ServiceNames.of(name)``: the proto file's stem, the proto package and the
+typed service of a service's name) is what a generated service directory records
+(``context.json``); the field names of the generated messages come from ``proto_field_names``,
+which the proto generator and the value conversions (``proto_values``) both call.
 """
 
 from __future__ import annotations
 
 import itertools
 import keyword
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -45,9 +47,42 @@ class ServiceNames:
     service: str
     """The typed gRPC service, e.g. ``PredictService``."""
 
+    @classmethod
+    def of(cls, name: str) -> ServiceNames:
+        """The names of the service called ``name`` (a manifest's name, e.g. ``predict``)."""
+        return cls(name, module_name(name), proto_package(name), service_name(name))
+
     @property
     def full_service(self) -> str:
         return f"{self.package}.{self.service}"
+
+
+def component_prefix(service_name: str) -> str:
+    """CamelCase of the service name ("image-classifier" -> "ImageClassifier") for schema names."""
+    parts = re.split(r"[^0-9A-Za-z]+", service_name)
+    return "".join(p[:1].upper() + p[1:] for p in parts) or "Service"
+
+
+def proto_package(service_name: str) -> str:
+    """``checkpoint2svc.generated.<name>``, the name made a proto identifier (``-`` -> ``_``)."""
+    leaf = re.sub(r"[^A-Za-z0-9_]", "_", service_name)
+    if not leaf or not leaf[0].isalpha():
+        leaf = f"svc_{leaf}"
+    return f"checkpoint2svc.generated.{leaf}"
+
+
+def service_name(name: str) -> str:
+    """``<CamelName>Service``, e.g. ``ImageClassifierService`` for ``image-classifier``."""
+    camel = component_prefix(name)
+    if not camel[0].isalpha():
+        camel = f"Svc{camel}"
+    return f"{camel}Service"
+
+
+def module_name(service_name: str) -> str:
+    """The proto file's stem and its modules' prefix: a Python identifier."""
+    module = re.sub(r"[^a-z0-9_]", "_", service_name.lower())
+    return module if module[:1].isalpha() else f"svc_{module}"
 
 
 def json_name(name: str) -> str:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from checkpoint2svc.checkpoint import Checkpoint
-from checkpoint2svc.codegen.proto import proto_package, service_name
+from checkpoint2svc.wire.names import proto_package, service_name
 from checkpoint2svc.wire.type_ir import Series
 from tests.e2e.cli import cli, write_notebook
 from tests.e2e.test_generated_clients import Service, served

@@ -10,9 +10,10 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from checkpoint2svc.checkpoint.manifest import Manifest, TargetCell, Variable
-from checkpoint2svc.codegen.json_schema import component_prefix, json_schema, openapi_document
+from checkpoint2svc.codegen.json_schema import json_schema, openapi_document
 from checkpoint2svc.errors import ValueConversionError
 from checkpoint2svc.wire.json_values import decode_json, encode_json, wire_equal
+from checkpoint2svc.wire.names import component_prefix
 from checkpoint2svc.wire.type_ir import (
     Column,
     DictOf,

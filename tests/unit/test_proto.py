@@ -22,14 +22,12 @@ from checkpoint2svc.codegen.proto import (
     build_proto_model,
     compile_protos,
     compile_shared_protos,
-    proto_package,
     render_proto,
-    service_name,
 )
 from checkpoint2svc.codegen.resources import protos_dir, templates_dir
 from checkpoint2svc.errors import ValueConversionError
 from checkpoint2svc.wire.json_values import decode_json
-from checkpoint2svc.wire.names import json_name, proto_field_names
+from checkpoint2svc.wire.names import json_name, proto_field_names, proto_package, service_name
 from checkpoint2svc.wire.proto_values import (
     RecordCodec,
     data_to_struct,
