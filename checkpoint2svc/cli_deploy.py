@@ -1,5 +1,5 @@
 """``checkpoint2svc deploy`` and ``undeploy``: pin, build, node and alias in one command (thin:
-parse, call ``checkpoint2svc.deploy``, print)."""
+parse, call ``control.deployer``, print)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The IPython extension: ``%%deploy``, ``%deploy_status`` and ``%undeploy`` (thin: parse, call
-``checkpoint.live`` and ``deploy``, show the result as rich output).
+``checkpoint.live`` and ``control.deployer``, show the result as rich output).
 
 ``%load_ext checkpoint2svc`` registers them. ``%%deploy NAME`` runs its cell once in this kernel
 (the output shows as usual), pins the kernel's state from just before the cell together with

@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from checkpoint2svc.control import operations
 from checkpoint2svc.control.controller import Controller
-from checkpoint2svc.control.models import NodeSpec, NodeSpecError, NodeStatus
+from checkpoint2svc.control.models import NodeSpec, NodeSpecError, NodeStatus, invalid_settings
 from checkpoint2svc.control.operations import (
     ConflictError,
     InstanceNotFoundError,
@@ -212,12 +212,9 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """A body or parameter of the wrong shape: 422 naming each field, in the API's one error
     form (``{"detail": "..."}``)."""
     assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in error['loc'][1:]) or error['loc'][0]}: {error['msg']}"
-        for error in exc.errors()
-    )
-    what = request.url.path.removeprefix("/v1/").split("/")[0].removesuffix("s")
-    return JSONResponse({"detail": f"invalid {what} settings: {problems}"}, status_code=422)
+    what = "alias" if request.url.path.startswith("/v1/aliases") else "node"
+    detail = invalid_settings(what, exc.errors(), skip=1)
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def create_api(

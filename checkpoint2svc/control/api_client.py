@@ -25,6 +25,7 @@ from checkpoint2svc.control.views import (
     AliasDeleted,
     AliasPatch,
     AliasView,
+    Body,
     ControllerStatus,
     ErrorView,
     NodeDeleted,
@@ -90,12 +91,10 @@ class ControllerClient:
         return _unless_missing(lambda: self.node(name, events))
 
     def create_node(self, spec: NodeSpec) -> NodeView:
-        body = _SPEC.dump_python(spec, mode="json")
-        return self._call(NodeView, "POST", "/v1/nodes", json=body)
+        return self._call(NodeView, "POST", "/v1/nodes", body=spec.to_json())
 
     def update_node(self, name: str, patch: NodePatch) -> NodeView:
-        body = patch.model_dump(mode="json", exclude_unset=True)
-        return self._call(NodeView, "PATCH", _path("nodes", name), json=body)
+        return self._call(NodeView, "PATCH", _path("nodes", name), body=_changes(patch))
 
     def suspend_node(self, name: str) -> NodeView:
         return self._call(NodeView, "POST", _path("nodes", name) + ":suspend")
@@ -132,12 +131,10 @@ class ControllerClient:
         return _unless_missing(lambda: self.alias(name))
 
     def create_alias(self, body: AliasCreate) -> AliasView:
-        json = body.model_dump(mode="json", exclude_unset=True)
-        return self._call(AliasView, "POST", "/v1/aliases", json=json)
+        return self._call(AliasView, "POST", "/v1/aliases", body=_changes(body))
 
     def update_alias(self, name: str, patch: AliasPatch) -> AliasView:
-        json = patch.model_dump(mode="json", exclude_unset=True)
-        return self._call(AliasView, "PATCH", _path("aliases", name), json=json)
+        return self._call(AliasView, "PATCH", _path("aliases", name), body=_changes(patch))
 
     def delete_alias(self, name: str) -> AliasDeleted:
         return self._call(AliasDeleted, "DELETE", _path("aliases", name))
@@ -145,16 +142,20 @@ class ControllerClient:
     # --- transport --------------------------------------------------------------------------
     def _call(
         self, view: type[T], method: str, path: str, *,
-        json: object = None, params: Mapping[str, str | int | bool] | None = None,
+        body: str | None = None, params: Mapping[str, str | int | bool] | None = None,
     ) -> T:  # fmt: skip
-        return view.model_validate_json(self._send(method, path, json=json, params=params).content)
+        return view.model_validate_json(self._send(method, path, body=body, params=params).content)
 
     def _send(
         self, method: str, path: str, *,
-        json: object = None, params: Mapping[str, str | int | bool] | None = None,
+        body: str | None = None, params: Mapping[str, str | int | bool] | None = None,
     ) -> httpx.Response:  # fmt: skip
+        """One call; ``body`` is JSON text. A refusal raises ``ControllerError``."""
+        headers = {"content-type": "application/json"} if body is not None else None
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._http.request(
+                method, path, content=body, params=params, headers=headers
+            )
         except httpx.TransportError as exc:
             raise ControllerNotRunningError(
                 self.home, f" (no answer at {self.info.api_url}: {exc})"
@@ -164,9 +165,13 @@ class ControllerClient:
         return response
 
 
-_SPEC = TypeAdapter(NodeSpec)
 _NODES = TypeAdapter(list[NodeView])
 _ALIASES = TypeAdapter(list[AliasView])
+
+
+def _changes(body: Body) -> str:
+    """A body with only the fields that were given (a patch leaves the others as they are)."""
+    return body.model_dump_json(exclude_unset=True)
 
 
 def _path(kind: str, name: str) -> str:

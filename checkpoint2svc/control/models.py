@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import time
-from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from checkpoint2svc.backends.base import InstanceHandle
 from checkpoint2svc.errors import Checkpoint2SvcError
@@ -149,22 +151,35 @@ class NodeSpec:
             raise NodeSpecError("--maintenance-limit must be >= 1")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> str:
+        """Its JSON form (the store's, and the API's): the fields by name, nested ones too."""
+        return _node_spec_json().dump_json(self).decode()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NodeSpec:
-        data = dict(data)
-        data["health"] = HealthCheck(**data.get("health", {}))
-        data["telemetry"] = Telemetry(**data.get("telemetry", {}))
-        data["autoscaling"] = Autoscaling(**data.get("autoscaling", {}))
+    def from_json(cls, text: str | bytes) -> NodeSpec:
+        """The inverse of ``to_json`` (not validated); names an unknown or mistyped setting."""
         try:
-            return cls(**data)
-        except TypeError as exc:
-            raise NodeSpecError(f"invalid node settings: {exc}") from exc
+            return _node_spec_json().validate_json(text)
+        except ValidationError as exc:
+            raise NodeSpecError(invalid_settings("node", exc.errors())) from None
 
     def updated(self, **changes: Any) -> NodeSpec:
         return replace(self, **changes).validate()
+
+
+def invalid_settings(what: str, errors: Iterable[ErrorDetails], skip: int = 0) -> str:
+    """What pydantic found wrong, one ``field.path: problem`` per error (after ``skip`` parts of
+    the path, such as the API's ``body``)."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'][skip:] or error['loc'])}: {error['msg']}"
+        for error in errors
+    )
+    return f"invalid {what} settings: {problems}"
+
+
+@functools.cache
+def _node_spec_json() -> TypeAdapter[NodeSpec]:
+    return TypeAdapter(NodeSpec)
 
 
 @dataclass

@@ -100,7 +100,7 @@ class Store:
     def _row(self, row: tuple[str, str, str, int, int, float, float]) -> NodeRow:
         spec, image, status, suspended, deleting, created, updated = row
         return NodeRow(
-            NodeSpec.from_dict(json.loads(spec)), image, NodeStatus(status), bool(suspended),
+            NodeSpec.from_json(spec), image, NodeStatus(status), bool(suspended),
             bool(deleting), created, updated,
         )  # fmt: skip
 
@@ -110,7 +110,7 @@ class Store:
             try:
                 self._db.execute(
                     "INSERT INTO nodes (name, spec, status, created, updated) VALUES (?,?,?,?,?)",
-                    (spec.name, json.dumps(spec.to_dict()), NodeStatus.CREATED, now, now),
+                    (spec.name, spec.to_json(), NodeStatus.CREATED, now, now),
                 )
             except sqlite3.IntegrityError:
                 raise NodeExistsError(spec.name) from None
@@ -148,7 +148,7 @@ class Store:
         sets: list[str] = []
         values: list[object] = []
         for column, value in (
-            ("spec", json.dumps(spec.to_dict()) if spec else None), ("image", image),
+            ("spec", spec.to_json() if spec else None), ("image", image),
             ("status", status), ("suspended", suspended), ("deleting", deleting),
         ):  # fmt: skip
             if value is not None:

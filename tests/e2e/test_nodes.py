@@ -174,7 +174,7 @@ def test_node_lifecycle(
     if backend == "docker":  # the build's steps show in the node's view while it runs
         build_lines = set()
         deadline = time.monotonic() + 600
-        while not (view := controller.node("greeter"))["image"]:
+        while not (view := controller.node("greeter")).image:
             assert time.monotonic() < deadline and view.status != NodeStatus.UNHEALTHY, view
             if view.build:
                 build_lines.add(view.build)

@@ -58,17 +58,17 @@ def test_an_image_node_may_check_grpc_health_on_a_port_of_its_own() -> None:
         checkpoint=None, image="x:1", backend="docker", grpc_port=None,
         health=HealthCheck(kind="grpc", port=9000),
     )  # fmt: skip
-    assert NodeSpec.from_dict(checked.to_dict()).health.port == 9000
+    assert NodeSpec.from_json(checked.to_json()).health.port == 9000
 
 
 def test_spec_round_trips_through_json_form() -> None:
     original = spec(min_instances=2, max_instances=4, env={"A": "1"})
-    assert NodeSpec.from_dict(original.to_dict()) == original
+    assert NodeSpec.from_json(original.to_json()) == original
 
 
 def test_unknown_setting_is_named() -> None:
     with pytest.raises(NodeSpecError, match="colour"):
-        NodeSpec.from_dict({"name": "x", "colour": "red"})
+        NodeSpec.from_json('{"name": "x", "colour": "red"}')
 
 
 def test_wanted_divides_in_flight_by_the_target_within_bounds() -> None:

@@ -129,3 +129,19 @@ def test_the_openapi_document_is_valid_and_names_every_field(controller: Control
     assert "HTTPValidationError" not in spec["components"]["schemas"]  # 422 is an ErrorView
     node_view = spec["components"]["schemas"]["NodeView"]["properties"]
     assert {"status", "spec", "instances", "events"} <= node_view.keys()
+
+
+def test_a_body_of_the_wrong_shape_is_refused_naming_the_field(controller: Controller) -> None:
+    from fastapi.testclient import TestClient
+
+    from checkpoint2svc.control.api import create_api
+
+    api = TestClient(create_api(controller, "t"), headers={"authorization": "Bearer t"})
+    unknown = api.post("/v1/nodes", json={"name": "x", "checkpoint": "/x", "colour": "red"})
+    assert (unknown.status_code, unknown.json()) == (
+        422, {"detail": "invalid node settings: colour: Unexpected keyword argument"},
+    )  # fmt: skip
+    nested = api.patch("/v1/nodes/x", json={"health": {"paht": "/up"}})
+    assert nested.json()["detail"].startswith("invalid node settings: health.paht: ")
+    weight = api.post("/v1/aliases", json={"name": "a", "nodes": [{"node": "x", "weight": "?"}]})
+    assert weight.json()["detail"].startswith("invalid alias settings: nodes.0.weight: ")
