@@ -101,6 +101,14 @@ def test_the_walk_sees_the_package() -> None:
     assert "errors" in graph["checkpoint"]  # a top-level module is a node of its own
 
 
+def test_a_cycle_is_found_however_long() -> None:
+    graph: dict[str, dict[str, list[str]]] = {
+        "a": {"b": []}, "b": {"c": []}, "c": {"a": [], "d": []}, "d": {},
+    }  # fmt: skip
+    assert _cycles(graph) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b": []}, "b": {}}) == []
+
+
 def test_no_two_parts_of_the_package_import_each_other() -> None:
     graph = edges()
     described = [
