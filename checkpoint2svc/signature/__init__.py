@@ -1,1 +1,1 @@
-"""Which variables are a cell's inputs and outputs, and their types (the type IR)."""
+"""Which variables are a cell's inputs and outputs, and their types (in ``wire.type_ir``)."""
