@@ -1,11 +1,11 @@
 """An in-memory build context: the files a consumer (an instance, an image, a client) needs.
 
 Generation renders a ``BuildContext`` per consumer (``render_service``, ``render_client``, protoc's
-modules from ``compile_stubs``), combines the ones a command needs, and writes them once::
+modules from ``service_stubs``), combines the ones a command needs, and writes them once::
 
-    service = render_service(manifest)
-    stubs = service_stubs(service)
-    service.merged(stubs.under("gen")).write_to(directory)
+    stubs = service_stubs(manifest)  # protoc, once for the service and its client
+    service = render_service(manifest).merged(stubs.under("gen"))
+    service.merged(render_client(manifest, stubs).under("client")).write_to(directory)
 
 Writing is atomic: the files are staged in a directory beside the target and renamed into place,
 so a reader never sees a half-written directory, and a failed write leaves nothing behind.
