@@ -190,7 +190,7 @@ def tail(log: Path, lines: int = 20) -> str:
 
 def pin_checkpoint(tmp: Path) -> Path:
     checkpoint = tmp / "add.ckpt"
-    command = [sys.executable, "-m", "checkpoint2svc.cli", "pin", str(NOTEBOOK), "--cell", CELL,
+    command = [sys.executable, "-m", "checkpoint2svc", "pin", str(NOTEBOOK), "--cell", CELL,
                "-o", str(checkpoint)]  # fmt: skip
     pinned = subprocess.run(command, capture_output=True, text=True)
     if pinned.returncode != 0:
@@ -200,7 +200,7 @@ def pin_checkpoint(tmp: Path) -> Path:
 
 def start_checkpoint2svc(started: Processes, tmp: Path) -> Server:
     port = free_port()
-    command = [sys.executable, "-m", "checkpoint2svc.cli", "serve", str(pin_checkpoint(tmp)),
+    command = [sys.executable, "-m", "checkpoint2svc", "serve", str(pin_checkpoint(tmp)),
                "--http-port", str(port), "--grpc-port", str(free_port())]  # fmt: skip
     return start_server(started, "checkpoint2svc", command, port, tmp)
 

@@ -21,9 +21,14 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
-from checkpoint2svc.cli import variable_names
-from checkpoint2svc.control.deployer import DeployedNode, Deployer, Deployment, DeploySettings
-from checkpoint2svc.control.home import Home, default_home
+from checkpoint2svc.cli.arguments import (
+    add_deploy_options,
+    add_selection_options,
+    deploy_settings,
+    home_of,
+    home_option,
+)
+from checkpoint2svc.control.deployer import DeployedNode, Deployer, Deployment
 from checkpoint2svc.errors import CellExecutionError, Checkpoint2SvcError
 
 
@@ -38,24 +43,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _deploy_parser() -> _Parser:
-    parser = _Parser(prog="%%deploy", add_help=True, description="Deploy this cell as a node.")
+    parser = _Parser(prog="%%deploy", parents=[home_option()],
+                     description="Deploy this cell as a node.")  # fmt: skip
     parser.add_argument("name", help="the node's name (behind an alias: its versions' prefix)")
-    parser.add_argument("--inputs", type=variable_names, help="the cell's inputs, a,b")
-    parser.add_argument("--outputs", type=variable_names, help="the cell's outputs, x,y")
-    parser.add_argument("--mode", choices=["isolated", "shared"], default="isolated")
-    parser.add_argument("--alias", help="the stable endpoint to point at this version")
-    parser.add_argument("--weight", type=int, default=100, help="percent of the alias's traffic")
-    parser.add_argument("--min", type=int, default=1, help="minimum instances")
-    parser.add_argument("--max", type=int, help="maximum instances (default: --min)")
-    parser.add_argument("--local", action="store_true", help="run instances as local processes")
-    parser.add_argument("--allow-incompatible", action="store_true")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for Healthy")
-    parser.add_argument("--home", help="the controller's home (default $CHECKPOINT2SVC_HOME)")
+    add_selection_options(parser)
+    add_deploy_options(parser)
     return parser
-
-
-def _home(path: str | None) -> Home:
-    return Home(Path(path) if path else default_home())
 
 
 def _pre(text: str) -> str:
@@ -178,16 +171,7 @@ class DeployMagics(Magics):
 
         args = _deploy_parser().parse_args(shlex.split(line))
         try:
-            settings = DeploySettings(
-                name=args.name,
-                alias=args.alias,
-                weight=args.weight,
-                backend="local" if args.local else None,
-                min_instances=args.min,
-                max_instances=args.max,
-                allow_incompatible=args.allow_incompatible,
-                timeout_s=args.timeout,
-            ).validate()
+            settings = deploy_settings(args, args.name)
         except Checkpoint2SvcError as exc:
             raise UsageError(str(exc)) from None
         shell = self.shell
@@ -212,7 +196,7 @@ class DeployMagics(Magics):
             chosen = ", ".join(v.name for v in checkpoint.manifest.inputs)
             progress = ProgressLog(f"deploying {args.name} (inputs: {chosen})")
             try:
-                deployer = Deployer(_home(args.home), progress)
+                deployer = Deployer(home_of(args), progress)
                 deployment = deployer.deploy(checkpoint, settings)
             except Checkpoint2SvcError as exc:
                 raise UsageError(f"deploying {args.name} failed: {exc}") from None
@@ -223,7 +207,7 @@ class DeployMagics(Magics):
         """%deploy_status [NAME] [--home DIR]: the nodes (of NAME) and their aliases."""
         args = _status_parser("%deploy_status").parse_args(shlex.split(line))
         try:
-            deployer = Deployer(_home(args.home), lambda _: None, start=False)
+            deployer = Deployer(home_of(args), lambda _: None, start=False)
             return StatusView(deployer.describe(args.name))
         except Checkpoint2SvcError as exc:
             raise UsageError(str(exc)) from None
@@ -233,16 +217,15 @@ class DeployMagics(Magics):
         """%undeploy NAME [--home DIR]: delete what ``%%deploy NAME`` created."""
         args = _status_parser("%undeploy", required=True).parse_args(shlex.split(line))
         try:
-            done = Deployer(_home(args.home), lambda _: None, start=False).undeploy(args.name)
+            done = Deployer(home_of(args), lambda _: None, start=False).undeploy(args.name)
         except Checkpoint2SvcError as exc:
             raise UsageError(str(exc)) from None
         print("\n".join(done))
 
 
 def _status_parser(prog: str, required: bool = False) -> _Parser:
-    parser = _Parser(prog=prog)
+    parser = _Parser(prog=prog, parents=[home_option()])
     parser.add_argument("name", nargs=None if required else "?", help="the deployed name")
-    parser.add_argument("--home", help="the controller's home (default $CHECKPOINT2SVC_HOME)")
     return parser
 
 

@@ -10,16 +10,16 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from checkpoint2svc import cli_control
 from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
-from checkpoint2svc.cli import main
+from checkpoint2svc.cli import controller_commands, main
 from checkpoint2svc.codegen.service_context import generate, write_client_package
 from checkpoint2svc.control.api_client import ControllerError, stop_controller
 from checkpoint2svc.control.home import ControllerInfo
+from checkpoint2svc.control.models import NodeSpec
+from checkpoint2svc.control.views import AliasNode, AliasView, NodeView
 from checkpoint2svc.errors import Checkpoint2SvcError
 from tests.e2e.cli import assert_clean_failure
 from tests.e2e.test_generated_clients import as_pinned, example_inputs
@@ -149,21 +149,23 @@ def test_force_never_replaces_the_current_directory(
     assert (tmp_path / "work" / "notes.txt").read_text() == "mine"
 
 
-IMAGE_NODE_VIEWS: dict[str, Any] = {
-    "/v1/nodes/web": {"name": "web", "spec": {"checkpoint": None, "image": "nginx:1.25"}},
-    "/v1/aliases/front": {"name": "front", "nodes": [{"node": "web", "weight": 100}]},
-}
-
-
 class ImageNodeApi:
     """A controller's API as `client` sees it, with a node from an image and an alias over it."""
 
     info = ControllerInfo(pid=1, api_port=1, gateway_port=8090, controller_id="fake")
+    web = NodeView.model_construct(name="web", spec=NodeSpec(name="web", image="nginx:1.25"))
+    front = AliasView.model_construct(name="front", nodes=(AliasNode(node="web", weight=100),))
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        if path in IMAGE_NODE_VIEWS:
-            return IMAGE_NODE_VIEWS[path]
-        raise ControllerError(404, f"nothing at {path}")
+    def find_node(self, name: str) -> NodeView | None:
+        return self.web if name == "web" else None
+
+    def node(self, name: str) -> NodeView:
+        if name != "web":
+            raise ControllerError(404, f"no node {name}")
+        return self.web
+
+    def find_alias(self, name: str) -> AliasView | None:
+        return self.front if name == "front" else None
 
 
 @pytest.mark.parametrize(
@@ -176,7 +178,7 @@ def test_an_image_node_is_refused(
     name: str,
     what: str,
 ) -> None:
-    monkeypatch.setattr(cli_control, "_client", lambda args: ImageNodeApi())
+    monkeypatch.setattr(controller_commands, "controller_client", lambda args: ImageNodeApi())
     assert main(["client", name, "-o", str(tmp_path / "client")]) == 1
     stderr = capsys.readouterr().err
     assert stderr.startswith(f"error: {what} runs the image nginx:1.25, not a checkpoint"), stderr

@@ -1,5 +1,5 @@
-"""Every route of the controller's REST API, called as the CLI calls it (control/client.py and
-cli_control.py build these bodies), against a controller whose loop runs in this process."""
+"""Every route of the controller's REST API, called as the CLI calls it (control/api_client.py and
+the cli/ package build these bodies), against a controller whose loop runs in this process."""
 
 from __future__ import annotations
 

@@ -1,37 +1,39 @@
-"""``checkpoint2svc deploy`` and ``undeploy``: pin, build, node and alias in one command (thin:
-parse, call ``control.deployer``, print)."""
+"""``deploy`` and ``undeploy``: pin, build, node and alias in one command (thin: parse, call
+``control.deployer``, print)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from checkpoint2svc.cli_control import home_of, home_option
+from checkpoint2svc.cli.arguments import (
+    add_deploy_options,
+    add_selection_options,
+    deploy_settings,
+    home_of,
+    home_option,
+    progress_printer,
+)
 from checkpoint2svc.control.home import DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT
 from checkpoint2svc.errors import Checkpoint2SvcError
 
+if TYPE_CHECKING:
+    from checkpoint2svc.cli.arguments import Commands
+
 
 def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    show = progress_printer()
+    assert show is not None
+    show(message)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from checkpoint2svc.checkpoint import Checkpoint, pin_notebook
-    from checkpoint2svc.control.deployer import Deployer, DeploySettings
+    from checkpoint2svc.control.deployer import Deployer
 
-    settings = DeploySettings(
-        name=args.name,
-        alias=args.alias,
-        weight=args.weight,
-        backend="local" if args.local else args.backend,
-        min_instances=args.min,
-        max_instances=args.max,
-        allow_incompatible=args.allow_incompatible,
-        timeout_s=args.timeout,
-    ).validate()
+    settings = deploy_settings(args, args.name)
     source = Path(args.notebook)
     # checked before a controller is started for nothing
     if not source.exists():
@@ -72,8 +74,7 @@ def cmd_undeploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_deploy_commands(commands: Any, names: Any) -> None:
-    """Register ``deploy`` and ``undeploy``; ``names`` parses ``--inputs a,b``."""
+def register(commands: Commands) -> None:
     home = home_option()
     deploy = commands.add_parser(
         "deploy",
@@ -87,64 +88,17 @@ def add_deploy_commands(commands: Any, names: Any) -> None:
         "again with nothing changed changes nothing. Starts the controller if it is not running.",
     )
     deploy.add_argument("notebook", help="a notebook (.ipynb) or a checkpoint directory")
-    deploy.add_argument(
-        "--cell",
-        metavar="SELECTOR",
-        help="the cell to serve: a tag, a cell id or #N (N-th code cell)",
-    )
+    deploy.add_argument("--cell", metavar="SELECTOR",
+                        help="the cell to serve: a tag, a cell id or #N (N-th code "
+                        "cell)")  # fmt: skip
     deploy.add_argument("--name", required=True, help="the node's name (lowercase, digits, -)")
-    deploy.add_argument("--alias", metavar="ALIAS", help="the stable endpoint to point at it")
-    deploy.add_argument(
-        "--weight",
-        type=int,
-        default=100,
-        metavar="N",
-        help="percent of the alias's traffic for this version (default 100; "
-        "below 100 the previous versions keep the rest: a canary)",
-    )
-    deploy.add_argument("--inputs", type=names, metavar="A,B", help="the cell's inputs")
-    deploy.add_argument("--outputs", type=names, metavar="X,Y", help="the cell's outputs")
-    deploy.add_argument(
-        "--mode",
-        choices=["isolated", "shared"],
-        default="isolated",
-        help="isolated: every call starts from the pinned state (default); "
-        "shared: calls share one state",
-    )
+    add_selection_options(deploy)
     deploy.add_argument("--kernel", metavar="NAME", help="the Jupyter kernel to pin with")
-    deploy.add_argument("--min", type=int, default=1, help="minimum instances (default 1)")
-    deploy.add_argument("--max", type=int, help="maximum instances (default: --min)")
-    backend = deploy.add_mutually_exclusive_group()
-    backend.add_argument(
-        "--backend",
-        choices=["docker", "local"],
-        help="where instances run (default: docker when an engine answers)",
-    )
-    backend.add_argument("--local", action="store_true", help="the same as --backend local")
-    deploy.add_argument(
-        "--allow-incompatible",
-        action="store_true",
-        help="deploy even if inputs or outputs changed for existing clients",
-    )
-    deploy.add_argument(
-        "--timeout",
-        type=float,
-        default=900,
-        metavar="SECONDS",
-        help="how long to wait for the node to be Healthy (default 900)",
-    )
-    deploy.add_argument(
-        "--port",
-        type=int,
-        default=DEFAULT_API_PORT,
-        help="the controller's API port, if it has to be started",
-    )
-    deploy.add_argument(
-        "--gateway-port",
-        type=int,
-        default=DEFAULT_GATEWAY_PORT,
-        help="the gateway's port, if the controller has to be started",
-    )
+    add_deploy_options(deploy)
+    deploy.add_argument("--port", type=int, default=DEFAULT_API_PORT,
+                        help="the controller's API port, if it has to be started")  # fmt: skip
+    deploy.add_argument("--gateway-port", type=int, default=DEFAULT_GATEWAY_PORT,
+                        help="the gateway's port, if the controller has to be started")  # fmt: skip
     deploy.set_defaults(func=cmd_deploy)
 
     undeploy = commands.add_parser(
