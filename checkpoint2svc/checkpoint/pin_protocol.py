@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from checkpoint2svc import errors
 from checkpoint2svc.checkpoint.manifest import StateVariable, Variable
 from checkpoint2svc.checkpoint.requirements import Distribution
 from checkpoint2svc.execution.executor import ExecutionMode
+from checkpoint2svc.wire import errors as wire_errors
 
 REQUEST_NAME = "request.json"
 RESULT_NAME = "result.json"
@@ -114,20 +116,23 @@ class PinResult:
         )
 
 
-# The errors the kernel half raises on purpose: each crosses with its own class.
-CROSSING_ERRORS: dict[str, type[errors.Checkpoint2SvcError]] = {
-    cls.__name__: cls
-    for cls in (
-        errors.Checkpoint2SvcError,
-        errors.SignatureError,
-        errors.TypeInferenceError,
-        errors.UnserializableStateError,
-        errors.CellExecutionError,
-        errors.ValueConversionError,
-        errors.ExecutionError,
-        errors.CheckpointError,
-    )
-}
+def _defined_in(*modules: ModuleType) -> dict[str, type[errors.Checkpoint2SvcError]]:
+    """The error classes ``modules`` define (not those they import), by name."""
+    return {
+        value.__name__: value
+        for module in modules
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, errors.Checkpoint2SvcError)
+        and value.__module__ == module.__name__
+    }
+
+
+CROSSING_ERRORS: dict[str, type[errors.Checkpoint2SvcError]] = _defined_in(wire_errors, errors)
+"""The errors that may cross from the kernel half, each with its own class: the whole hierarchy of
+``checkpoint2svc.wire.errors`` and ``checkpoint2svc.errors``, where everything the kernel half
+raises comes from (a unit test reads its modules to keep it so). :func:`error_from_wire` rebuilds
+any of them without calling its constructor."""
 
 
 def error_to_wire(exc: errors.Checkpoint2SvcError) -> dict[str, Any]:
@@ -165,17 +170,19 @@ def write_result(directory: Path, outcome: PinResult | errors.Checkpoint2SvcErro
 
 def read_result(path: Path) -> PinResult:
     """The result :func:`write_result` wrote at ``path``; the error it carried is raised here."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if "error" in data:
-        raise error_from_wire(data["error"])
     try:
-        return PinResult.from_json(data["ok"])
-    except (KeyError, TypeError, AttributeError, errors.CheckpointError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))  # ValueError: truncated, not JSON
+        if "error" in data:
+            error = error_from_wire(data["error"])
+        else:
+            return PinResult.from_json(data["ok"])
+    except (ValueError, KeyError, TypeError, AttributeError, errors.CheckpointError) as exc:
         raise errors.CheckpointError(
             f"the kernel's answer is malformed ({type(exc).__name__}: {exc}): it runs another "
             "version of checkpoint2svc; install this version into the kernel's environment, or "
             "omit --kernel to use this Python"
         ) from None
+    raise error
 
 
 __all__ = [
