@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -36,12 +37,34 @@ def _is_module(name: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
+_NAMED = re.compile(rf"\b{ROOT}(?:\.[A-Za-z_]\w*)+")
+
+
+def _named_module(text: str) -> Iterator[str]:
+    """The checkpoint2svc modules a string names (``"checkpoint2svc.checkpoint.pin"``, or inside
+    code to run, ``'__import__("checkpoint2svc.x.y", ...)'``): the longest dotted prefix of each
+    mention that is a module file; an import by ``importlib.import_module`` or ``__import__``."""
+    for match in _NAMED.finditer(text):
+        parts = match.group().split(".")
+        for end in range(len(parts), 1, -1):
+            if _is_module(name := ".".join(parts[:end])):
+                yield name
+                break
+
+
 def _imported(path: Path) -> Iterator[tuple[str, int]]:
-    """The checkpoint2svc modules ``path`` imports (absolute), with the line of each import."""
+    """The checkpoint2svc modules ``path`` imports (absolute), with the line of each import; a
+    string that names a module counts as an import of it (docstrings and other bare strings
+    excepted), as lazy imports name their modules in strings."""
     module = _module_of(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bare = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in bare:
+            for name in _named_module(node.value):
+                yield name, node.lineno
+        elif isinstance(node, ast.Import):
             for alias in node.names:
                 yield alias.name, node.lineno
         elif isinstance(node, ast.ImportFrom):
@@ -129,3 +152,19 @@ def test_the_wire_imports_nothing_of_the_package_but_itself() -> None:
                 assert not (node.module or "").startswith(ROOT), f"{path.name}:{node.lineno}"
             if isinstance(node, ast.Import):
                 assert not any(a.name.startswith(ROOT) for a in node.names), path.name
+
+
+def test_a_module_named_in_a_string_is_imported() -> None:
+    code = '__import__("checkpoint2svc.checkpoint.kernel_side", fromlist=["capture"]).capture('
+    assert list(_named_module(code)) == ["checkpoint2svc.checkpoint.kernel_side"]
+    assert list(_named_module("checkpoint2svc.errors.NotebookError")) == ["checkpoint2svc.errors"]
+    assert list(_named_module("checkpoint2svc.no_such_module, checkpoint2svc")) == []
+    pin = {name for name, _ in _imported(PACKAGE / "checkpoint" / "pin.py")}
+    assert "checkpoint2svc.checkpoint.kernel_side" in pin  # the code the kernel runs
+    # the package's front door imports its names lazily, from modules named in ``_HOMES``
+    assert {"codegen", "image", "control"} <= set(edges()[ROOT])
+    assert all(where.startswith("checkpoint2svc/__init__.py:") for where in edges()[ROOT]["image"])
+    # and such an import closes a cycle like any other: the walk would report control -> root
+    graph = {node: dict(targets) for node, targets in edges().items()}
+    graph["control"][ROOT] = ["a string naming checkpoint2svc"]
+    assert any({ROOT, "control"} <= set(cycle) for cycle in _cycles(graph))
