@@ -30,10 +30,7 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 def test_importing_the_package_loads_no_heavy_dependency() -> None:
     heavy = ("fastapi", "docker", "grpc", "nbclient", "jinja2", "httpx", "pydantic")
-    probe = (
-        "import sys, checkpoint2svc; "
-        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
-    )
+    probe = f"import sys, checkpoint2svc; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.strip()
