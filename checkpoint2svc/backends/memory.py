@@ -6,18 +6,21 @@ as the real ones do). ``start`` makes a record with host ports of its own, a run
 answer, log lines and a metrics text; a test changes them with the machine's hooks (``exit``,
 ``vanish``, ``set_healthy``, ``write_log``, ``set_metrics``, ``start_error``,
 ``missing_images``). The controller's health probes and metrics scrapes are answered from the same
-records: pass ``machine.probe`` and ``machine.scrape`` to the ``Controller``.
+records: ``machine.http_get`` and ``machine.grpc_check`` answer one port each for
+``control.health.probe``, which holds the rules and the messages; ``machine.scrape`` is the
+``Controller``'s scraper.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
+import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from checkpoint2svc.backends.base import (
@@ -31,20 +34,11 @@ from checkpoint2svc.errors import BackendError, ImageMissingError
 
 HOST = "127.0.0.1"
 FIRST_PORT = 20000
-REFUSED = "ConnectError: [Errno 111] Connection refused"
-"""What a probe of a port nothing listens on reports (as httpx says it)."""
 
 
-class HealthCheckLike(Protocol):
-    """What a probe reads of the node's health check (``control.models.HealthCheck``; not
-    imported: backends sit below the control plane)."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def path(self) -> str: ...
-    @property
-    def grpc_service(self) -> str: ...
+def refused() -> ConnectionRefusedError:
+    """What asking a port nothing listens on meets."""
+    return ConnectionRefusedError(errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED))
 
 
 @dataclass
@@ -156,26 +150,21 @@ class MemoryMachine:
                 return
 
     # --- what the controller's probes and scrapes reach -------------------------------------
-    def probe(
-        self, host: str, http_port: int, grpc_port: int | None, check: HealthCheckLike
-    ) -> tuple[bool, str]:
-        """The health check ``check`` at these ports, answered by the instance listening there
-        (a gRPC check at a port with no gRPC server is refused, as it would be)."""
-        if check.kind == "grpc":
-            if grpc_port is None:
-                return False, "the node has a gRPC health check but the instance no gRPC port"
-            instance = self._listening(host, grpc_port, "grpc")
-            if instance is None:
-                return False, f"gRPC health {check.grpc_service!r}: UNAVAILABLE: {REFUSED}"
-            if not instance.healthy:
-                return False, f"gRPC health {check.grpc_service!r}: NOT_SERVING"
-            return True, ""
-        instance = self._listening(host, http_port, "http")
+    def http_get(self, host: str, port: int, check: object) -> tuple[int, str]:
+        """A health GET at this port, answered by the instance listening there: (200, "") or
+        (503, its unhealthy reason); refused when none listens (``control.health.HttpGet``)."""
+        instance = self._listening(host, port, "http")
         if instance is None:
-            return False, f"GET {check.path}: {REFUSED}"
-        if not instance.healthy:
-            return False, f"GET {check.path} answered 503: {instance.unhealthy_reason}"
-        return True, ""
+            raise refused()
+        return (200, "") if instance.healthy else (503, instance.unhealthy_reason)
+
+    def grpc_check(self, host: str, port: int, check: object) -> str:
+        """A gRPC health check at this port, answered by the instance whose gRPC server listens
+        there: its serving status; refused when none listens (``control.health.GrpcCheck``)."""
+        instance = self._listening(host, port, "grpc")
+        if instance is None:
+            raise refused()
+        return "SERVING" if instance.healthy else "NOT_SERVING"
 
     def scrape(self, url: str) -> str:
         """An instance's metrics text at ``url``; "" when nothing answers there."""

@@ -34,7 +34,6 @@ from checkpoint2svc.control.health import probe
 from checkpoint2svc.control.metrics import gateway_count, gateway_metrics, merge_metrics
 from checkpoint2svc.control.models import (
     Event,
-    HealthCheck,
     InstanceRecord,
     InstanceStatus,
     NodeSpec,
@@ -62,8 +61,8 @@ ImageBuilder = Callable[[NodeSpec, Callable[[str], None]], str]
 """Builds (or reuses) a checkpoint node's image and returns its tag; reports each step."""
 ImageRemover = Callable[[str], bool]
 """Removes an image the controller built; False while a container still uses it."""
-HealthProbe = Callable[[str, int, int | None, HealthCheck], tuple[bool, str]]
-"""One health check of an instance at (host, http port, gRPC port): (passed, why not)."""
+HealthProbe = Callable[[InstanceRecord, NodeSpec], tuple[bool, str]]
+"""The node's health check of one instance: (passed, why not)."""
 MetricsScraper = Callable[[str], str]
 """An instance's metrics text at a URL; "" when it does not answer."""
 IMAGE_RETRY_S = 5.0
@@ -106,7 +105,8 @@ class Controller:
         scrape_metrics: MetricsScraper | None = None,
     ) -> None:
         """``backends``, ``probe_health`` and ``scrape_metrics`` replace the real backends,
-        HTTP/gRPC probes and scrapes (the in-process tests' memory backend answers all three)."""
+        health probe and scrapes (the in-process tests pass the memory backends, ``health.probe``
+        over the memory machine's answer at each port, and its scraper)."""
         self.home = home
         self.store = store
         self.controller_id = controller_id
@@ -442,17 +442,10 @@ class Controller:
                 continue
             if now - record.last_check >= spec.health.interval_s:
                 due.append(record)
-        results = self._probes.map(lambda r: self._probe(r, spec), due)
+        results = self._probes.map(lambda r: self._probe_health(r, spec), due)
         for record, (passed, why) in zip(due, results, strict=True):
             record.last_check = now
             self._transition(record, spec, passed, why, now)
-
-    def _probe(self, record: InstanceRecord, spec: NodeSpec) -> tuple[bool, str]:
-        if record.handle.health_port:  # a port of its own, for either kind of check
-            port = record.handle.health_port
-            return self._probe_health(record.host, port, port, spec.health)
-        grpc_port = record.grpc_port if spec.protocol == "http" else record.http_port
-        return self._probe_health(record.host, record.http_port, grpc_port, spec.health)
 
     def _transition(
         self, record: InstanceRecord, spec: NodeSpec, passed: bool, why: str, now: float

@@ -3,16 +3,21 @@ backend and a recording gateway. Everything the tier builds is built here, in on
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from checkpoint2svc.backends.memory import MemoryMachine
 from checkpoint2svc.control.api import create_api
 from checkpoint2svc.control.controller import Controller
+from checkpoint2svc.control.health import probe
 from checkpoint2svc.control.store import Store
 from tests.inprocess.fakes import FakeImageBuilder, RecordingGateway
 
@@ -22,6 +27,9 @@ GATEWAY_PORT = 8090
 
 EVERY_PASS = {"interval_s": 0}
 """A health check on every reconcile pass (the default waits a second between checks)."""
+
+Route = tuple[str, str]
+"""An API route as ``/openapi.json`` names it: (method, path template)."""
 
 
 def local_node(checkpoint: str, **spec: object) -> dict[str, object]:
@@ -37,6 +45,8 @@ class Harness:
         self.images = FakeImageBuilder()
         self.store = Store(root / "controller.db")
         self.shutdowns = 0
+        self.called: set[Route] = set()
+        """The routes this test's calls reached past the token check."""
         self.controller = self._controller()
         self.api = self.client(TOKEN)
 
@@ -45,7 +55,10 @@ class Harness:
             self.root, self.store, CONTROLLER_ID, self.gateway, GATEWAY_PORT, self.images,
             remove_image=self.images.remove,
             backends={name: self.machine.backend(name) for name in ("local", "docker")},
-            probe_health=self.machine.probe, scrape_metrics=self.machine.scrape,
+            probe_health=functools.partial(
+                probe, http_get=self.machine.http_get, grpc_check=self.machine.grpc_check
+            ),
+            scrape_metrics=self.machine.scrape,
         )  # fmt: skip
 
     def client(self, token: str | None) -> TestClient:
@@ -56,7 +69,26 @@ class Harness:
 
         app = create_api(self.controller, TOKEN, shutdown=shutdown)
         headers = {"authorization": f"Bearer {token}"} if token is not None else {}
-        return TestClient(app, headers=headers)
+        return TestClient(self._recording(app), headers=headers)
+
+    def _recording(self, app: FastAPI) -> ASGIApp:
+        """``app``, noting in ``called`` each route a call reaches past the token check."""
+
+        async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
+            status = 0
+
+            async def sent(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            await app(scope, receive, sent)
+            route = scope.get("route")
+            if isinstance(route, APIRoute) and status != 401:
+                self.called.add((scope["method"], route.path))
+
+        return recorder
 
     def restart(self) -> None:
         """A new controller process over the same store, backend and gateway; it adopts."""

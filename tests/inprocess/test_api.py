@@ -6,23 +6,64 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from tests.inprocess.fakes import write_checkpoint
-from tests.inprocess.harness import CONTROLLER_ID, GATEWAY_PORT, Harness, local_node
+from tests.inprocess.harness import CONTROLLER_ID, GATEWAY_PORT, Harness, Route, local_node
 
 pytestmark = pytest.mark.inprocess
 
 
-def test_every_route_refuses_a_missing_or_wrong_token(harness: Harness) -> None:
+COVERED: dict[Route, str] = {
+    ("GET", "/v1/status"): "test_status_names_the_controller_and_its_gateway",
+    ("POST", "/v1/nodes"): "test_a_created_node_is_shown_with_its_settings_endpoints_and_events",
+    ("GET", "/v1/nodes"): "test_list_shows_every_node_without_events",
+    ("GET", "/v1/nodes/{name}"): "test_get_shows_as_many_events_as_asked",
+    ("PATCH", "/v1/nodes/{name}"): "test_update_changes_only_the_settings_sent",
+    ("POST", "/v1/nodes/{name}:suspend"): "test_suspend_stops_the_instances_and_resume_starts_them",
+    ("POST", "/v1/nodes/{name}:resume"): "test_suspend_stops_the_instances_and_resume_starts_them",
+    ("DELETE", "/v1/nodes/{name}"): "test_delete_removes_the_node_its_instances_and_its_route",
+    ("GET", "/v1/nodes/{name}/logs"): "test_logs_show_each_instance_under_its_name",
+    ("POST", "/v1/aliases"): "test_alias_routes_create_get_list_update_delete",
+    ("GET", "/v1/aliases"): "test_alias_routes_create_get_list_update_delete",
+    ("GET", "/v1/aliases/{name}"): "test_alias_routes_create_get_list_update_delete",
+    ("PATCH", "/v1/aliases/{name}"): "test_alias_routes_create_get_list_update_delete",
+    ("DELETE", "/v1/aliases/{name}"): "test_alias_routes_create_get_list_update_delete",
+    ("POST", "/v1/shutdown"): "test_shutdown_asks_the_process_to_stop",
+    ("GET", "/metrics"): "test_metrics_merge_the_instances_and_the_gateway_counters",
+}
+"""Every route of the API -> the test of what it does. A new route needs a test and a row here;
+each test checks after it runs that it called its routes (so each row holds under pytest-xdist,
+whichever worker runs which test)."""
+
+
+@pytest.fixture(autouse=True)
+def calls_its_routes(request: pytest.FixtureRequest, harness: Harness) -> Iterator[None]:
+    yield
+    test = request.node.originalname
+    missed = sorted(
+        route for route, by in COVERED.items() if by == test and route not in harness.called
+    )
+    assert not missed, f"{test} is the test of {missed} in COVERED but did not call them"
+
+
+def test_every_route_has_a_behaviour_test(harness: Harness) -> None:
     paths = harness.call("GET", "/openapi.json")["paths"]
-    routes = [
-        (method.upper(), re.sub(r"\{[^}]*\}", "x", path))
-        for path, operations in paths.items()
-        for method in operations
-    ]
-    assert len(routes) >= 15  # every node, alias and controller route
+    documented = {
+        (method.upper(), path) for path, operations in paths.items() for method in operations
+    }
+    assert sorted(documented - set(COVERED)) == [], "routes with no test: add one and a COVERED row"
+    assert sorted(set(COVERED) - documented) == [], "COVERED names routes the API no longer has"
+    tests = {
+        name for name, value in globals().items() if name.startswith("test_") and callable(value)
+    }
+    assert sorted(set(COVERED.values()) - tests) == [], "COVERED names tests this module lacks"
+
+
+def test_every_route_refuses_a_missing_or_wrong_token(harness: Harness) -> None:
+    routes = [(method, re.sub(r"\{[^}]*\}", "x", path)) for method, path in sorted(COVERED)]
     for client in (harness.client(None), harness.client("not-the-token")):
         for method, path in routes:
             response = client.request(method, path)
