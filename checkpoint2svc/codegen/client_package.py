@@ -9,10 +9,10 @@ returns the package as a ``BuildContext`` (``generate`` writes it into a service
     <module>_client/
         __init__.py        the public API, re-exported
         models.py          Input, Output (dataclasses), records (TypedDicts), SIGNATURE (the IR)
-        rest.py            RestClient, AsyncRestClient over _runtime/rest_client.py
-        grpc.py            GrpcClient, AsyncGrpcClient over _runtime/grpc_client.py
+        rest.py            RestClient, AsyncRestClient over _wire/rest_client.py
+        grpc.py            GrpcClient, AsyncGrpcClient over _wire/grpc_client.py
         py.typed
-        _runtime/          checkpoint2svc's client runtime, copied (``codegen.client_runtime``)
+        _wire/             checkpoint2svc's ``wire`` package, copied (``codegen.client_wire``)
         _proto/            protoc's modules (the service's and the shared ones)
 
 The package does not depend on checkpoint2svc: it needs httpx, orjson, grpcio, grpcio-status and
@@ -22,15 +22,14 @@ Python types follow the README's table: scalars as themselves, ``optional[T]`` a
 lists and dicts as ``list``/``dict``, tensors as ``numpy.typing.NDArray[numpy.<dtype>]`` (a
 ``numpy.ndarray``), tables as ``pandas.DataFrame``, series as ``pandas.Series``, ``json`` as
 ``Any``, and each record as a ``TypedDict`` (records are dicts on both sides of the wire, so
-nothing is converted; a record used in several places is declared once). The package imports
-numpy and pandas for type checkers only; the runtime imports them when it converts a value.
+nothing is converted; a record used in several places is declared once): ``codegen.client_types``
+maps the types. The package imports numpy and pandas for type checkers only; its copy of the
+wire imports them when it converts a value.
 """
 
 from __future__ import annotations
 
-import keyword
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,12 +37,22 @@ from packaging.version import Version
 
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
 from checkpoint2svc.codegen.build_context import BuildContext
-from checkpoint2svc.codegen.client_runtime import RUNTIME_DEPENDENCIES, RUNTIME_DIR, runtime_files
+from checkpoint2svc.codegen.client_types import (
+    ARRAYS,
+    AnnotationNeeds,
+    PyField,
+    PythonTypes,
+    RecordModel,
+    camel,
+    contains,
+    ir_expression,
+    py_field,
+)
+from checkpoint2svc.codegen.client_wire import WIRE_DEPENDENCIES, WIRE_DIR, wire_files
 from checkpoint2svc.codegen.proto import service_names, service_stubs
 from checkpoint2svc.codegen.python_source import (
     INDENT,
     Call,
-    comment,
     from_import,
     import_order,
     literal,
@@ -55,53 +64,12 @@ from checkpoint2svc.errors import ValueConversionError
 from checkpoint2svc.version import __version__
 from checkpoint2svc.wire.json_values import decode_json
 from checkpoint2svc.wire.names import PROTO_DIR, ServiceNames
-from checkpoint2svc.wire.type_ir import (
-    DictOf,
-    Json,
-    ListOf,
-    Optional,
-    Record,
-    Scalar,
-    Series,
-    Table,
-    Tensor,
-    TypeIR,
-)
+from checkpoint2svc.wire.type_ir import Json, ListOf, Optional, Scalar, TypeIR
 
 CLIENT_DIR = "client"
 TEMPLATES = "client"
 """The templates' folder; each template is named after the file it renders (plus ``.j2``)."""
 PACKAGE_FILES = ("__init__.py", "models.py", "rest.py", "grpc.py")
-MAX_RECORD_NAME = 48
-"""Records are named after where they are (``InputPointsItem``), cut to this length."""
-ARRAYS = (Tensor, Table, Series)
-"""The kinds whose Python values compare elementwise, and whose annotation hides the IR type."""
-
-
-@dataclass(frozen=True)
-class PyField:
-    """A field of a dataclass or a TypedDict."""
-
-    name: str
-    key: str
-    """The name as a Python string literal (dict keys, functional TypedDicts)."""
-    annotation: str
-    comment: tuple[str, ...]
-    """Comment lines above the field: the IR type where the annotation does not show it all."""
-    default: str
-    """``" = None"`` for an optional input, else empty."""
-    noqa: str
-    """``"  # noqa: E501"`` where the line cannot be shortened, else empty."""
-
-
-@dataclass(frozen=True)
-class RecordModel:
-    """A record of the signature, as a ``TypedDict``."""
-
-    name: str
-    fields: tuple[PyField, ...]
-    functional: bool
-    """``TypedDict("Name", {...})`` with quoted types: some key is no plain identifier."""
 
 
 @dataclass(frozen=True)
@@ -187,121 +155,6 @@ class ClientPackage:
     """``__all__`` of the package."""
 
 
-def _ir(type_: TypeIR) -> Call:
-    """The expression that builds ``type_`` from ``checkpoint2svc.wire.type_ir`` (``ir``)."""
-    if isinstance(type_, Scalar):
-        return Call("ir.Scalar(", (literal(type_.kind),))
-    if isinstance(type_, Optional):
-        return Call("ir.Optional(", (_ir(type_.inner),))
-    if isinstance(type_, ListOf):
-        return Call("ir.ListOf(", (_ir(type_.item),))
-    if isinstance(type_, DictOf):
-        return Call("ir.DictOf(", (_ir(type_.value),))
-    if isinstance(type_, Record):
-        fields = (Call("ir.Field(", (literal(f.name), _ir(f.type))) for f in type_.fields)
-        return Call("ir.Record(", (tuple_of(fields),))
-    if isinstance(type_, Tensor):
-        return Call("ir.Tensor(", (literal(type_.dtype), tuple_of(str(d) for d in type_.shape)))
-    if isinstance(type_, Table):
-        columns = (Call("ir.Column(", (literal(c.name), literal(c.dtype))) for c in type_.columns)
-        return Call("ir.Table(", (tuple_of(columns),))
-    if isinstance(type_, Series):
-        named = () if type_.name is None else (literal(type_.name),)
-        return Call("ir.Series(", (literal(type_.dtype), literal(type_.index), *named))
-    return Call("ir.Json(", ())
-
-
-# ----------------------------------------------------------------------- Python types
-
-
-def _camel(name: str) -> str:
-    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^0-9A-Za-z]+", name) if p)
-
-
-def _plain_key(key: str) -> bool:
-    """A key that can be a field of a class-syntax TypedDict (no keyword, no name mangling)."""
-    return key.isidentifier() and not keyword.iskeyword(key) and not key.startswith("__")
-
-
-def _contains(type_: TypeIR, kinds: tuple[type, ...]) -> bool:
-    if isinstance(type_, kinds):
-        return True
-    if isinstance(type_, Optional):
-        return _contains(type_.inner, kinds)
-    if isinstance(type_, ListOf):
-        return _contains(type_.item, kinds)
-    if isinstance(type_, DictOf):
-        return _contains(type_.value, kinds)
-    if isinstance(type_, Record):
-        return any(_contains(f.type, kinds) for f in type_.fields)
-    return False
-
-
-class _Types:
-    """Python annotations for IR types; declares a TypedDict per distinct record."""
-
-    def __init__(self) -> None:
-        self.records: list[RecordModel] = []
-        self._names: dict[Record, str] = {}
-        self._used = {"Input", "Output", "SIGNATURE"}
-
-    def annotation(self, type_: TypeIR, hint: str) -> str:
-        if isinstance(type_, Scalar):
-            return type_.kind
-        if isinstance(type_, Optional):
-            inner = type_.inner
-            while isinstance(inner, Optional):
-                inner = inner.inner
-            return f"{self.annotation(inner, hint)} | None"
-        if isinstance(type_, ListOf):
-            return f"list[{self.annotation(type_.item, f'{hint}Item')}]"
-        if isinstance(type_, DictOf):
-            return f"dict[str, {self.annotation(type_.value, f'{hint}Value')}]"
-        if isinstance(type_, Record):
-            return self._record(type_, hint)
-        if isinstance(type_, Tensor):
-            scalar = "bool_" if type_.dtype == "bool" else type_.dtype
-            return f"NDArray[numpy.{scalar}]"
-        if isinstance(type_, Table):
-            return "pandas.DataFrame"
-        if isinstance(type_, Series):
-            return "pandas.Series"
-        return "Any"
-
-    def _record(self, record: Record, hint: str) -> str:
-        if record in self._names:
-            return self._names[record]
-        hint = hint[:MAX_RECORD_NAME]
-        name, n = hint, 1
-        while name in self._used:
-            n += 1
-            name = f"{hint}{n}"
-        self._used.add(name)
-        self._names[record] = name
-        functional = not all(_plain_key(f.name) for f in record.fields)
-        indent = INDENT * 2 if functional else INDENT
-        fields = tuple(
-            _py_field(
-                f.name, self.annotation(f.type, f"{name}{_camel(f.name)}"), f.type, indent,
-                quoted=functional,
-            )
-            for f in record.fields
-        )  # fmt: skip
-        self.records.append(RecordModel(name, fields, functional))
-        return name
-
-
-def _py_field(
-    name: str, annotation: str, type_: TypeIR, indent: str, quoted: bool = False, default: str = ""
-) -> PyField:
-    """A field at ``indent``; ``quoted``: as an entry ``"key": "type",`` of a functional
-    TypedDict."""
-    key = literal(name)
-    line = f'{indent}{key}: "{annotation}",' if quoted else f"{indent}{name}: {annotation}{default}"
-    lines = comment(type_.render(), indent) if _contains(type_, ARRAYS) else ()
-    return PyField(name, key, annotation, lines, default, noqa(line))
-
-
 # ---------------------------------------------------------------------------- the model
 
 
@@ -360,7 +213,7 @@ def _usage(
 
 
 def _clients(
-    protocol: str, runtime: str, address: str, example: tuple[str, ...]
+    protocol: str, module: str, address: str, example: tuple[str, ...]
 ) -> tuple[ClientClass, ...]:
     transport = "REST" if protocol == "Rest" else "gRPC"
     classes = []
@@ -371,7 +224,7 @@ def _clients(
         classes.append(
             ClientClass(
                 name=f"{prefix}{protocol}Client",
-                base=f"{runtime}.{prefix}{protocol}Client",
+                base=f"{module}.{prefix}{protocol}Client",
                 asynchronous=asynchronous,
                 summary=f"Calls the service over {transport}, {how}",
                 usage=usage,
@@ -380,41 +233,10 @@ def _clients(
     return tuple(classes)
 
 
-@dataclass(frozen=True)
-class _Needs:
-    """What some annotations refer to, beyond builtins."""
-
-    typing: tuple[str, ...]
-    """``Any``, if used."""
-    type_checking: tuple[str, ...]
-    """Import lines of numpy and pandas, for type checkers only."""
-    records: tuple[str, ...]
-
-    @classmethod
-    def of(cls, annotations: Iterable[str], records: Iterable[str]) -> _Needs:
-        names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", " ".join(annotations)))
-        imports = [
-            *(["import numpy"] if "numpy" in names else []),
-            *(["import pandas"] if "pandas" in names else []),
-            *(["from numpy.typing import NDArray"] if "NDArray" in names else []),
-        ]
-        return cls(
-            typing=("Any",) if "Any" in names else (),
-            type_checking=tuple(imports),
-            records=tuple(r for r in records if r in names),
-        )
-
-    def typing_import(self, *more: str) -> tuple[str, ...]:
-        """The ``from typing import ...`` line(s): these names, ``more``, and TYPE_CHECKING
-        when numpy or pandas are imported for annotations."""
-        names = [*self.typing, *more, *(["TYPE_CHECKING"] if self.type_checking else [])]
-        return from_import("typing", names) if names else ()
-
-
-def _dependencies(needs: _Needs) -> tuple[str, ...]:
+def _dependencies(needs: AnnotationNeeds) -> tuple[str, ...]:
     # The protoc modules in _proto/ refuse a grpcio or protobuf older than the tools that wrote
     # them: client_model raises these bounds to those versions once it has compiled them.
-    dependencies = list(RUNTIME_DEPENDENCIES)
+    dependencies = list(WIRE_DEPENDENCIES)
     if "import numpy" in needs.type_checking:
         dependencies.append("numpy>=1.26")
     if "import pandas" in needs.type_checking:
@@ -423,14 +245,14 @@ def _dependencies(needs: _Needs) -> tuple[str, ...]:
 
 
 def _dataclass(
-    name: str, doc: str, variables: list[Variable], types: _Types, output: bool
+    name: str, doc: str, variables: list[Variable], types: PythonTypes, output: bool
 ) -> DataclassModel:
     fields = []
     for v in variables:
         optional = isinstance(v.type, Optional) and not output
-        annotation = types.annotation(v.type, f"{name}{_camel(v.name)}")
-        fields.append(_py_field(v.name, annotation, v.type, INDENT, default=" = None" * optional))
-    arrays = any(_contains(v.type, ARRAYS) for v in variables)
+        annotation = types.annotation(v.type, f"{name}{camel(v.name)}")
+        fields.append(py_field(v.name, annotation, v.type, INDENT, default=" = None" * optional))
+    arrays = any(contains(v.type, ARRAYS) for v in variables)
     options = ["frozen=True"] if output else []
     options.append("kw_only=True")
     if arrays:  # == on arrays, frames and series is elementwise: compare them yourself
@@ -440,7 +262,7 @@ def _dataclass(
 
 def build_client_model(manifest: Manifest, names: ServiceNames) -> ClientPackage:
     """The model of the client package of ``manifest``'s service."""
-    types = _Types()
+    types = PythonTypes()
     input_model = _dataclass(
         "Input", "The cell's inputs: the arguments of ``execute``.", manifest.inputs, types, False
     )
@@ -461,7 +283,7 @@ def build_client_model(manifest: Manifest, names: ServiceNames) -> ClientPackage
     )  # fmt: skip
 
     def record(prefix: str, variables: list[Variable]) -> Call:
-        fields = (Call("ir.Field(", (literal(v.name), _ir(v.type))) for v in variables)
+        fields = (Call("ir.Field(", (literal(v.name), ir_expression(v.type))) for v in variables)
         return Call(f"{prefix}=ir.Record(", (tuple_of(fields),))
 
     signature = Call(
@@ -470,10 +292,10 @@ def build_client_model(manifest: Manifest, names: ServiceNames) -> ClientPackage
     )
     records = [r.name for r in types.records]
     fields = [f for r in types.records for f in r.fields]
-    models_needs = _Needs.of(
+    models_needs = AnnotationNeeds.of(
         (f.annotation for f in (*fields, *input_model.fields, *output_model.fields)), records
     )
-    call_needs = _Needs.of((p.annotation for p in params), records)
+    call_needs = AnnotationNeeds.of((p.annotation for p in params), records)
     example = _example_call(manifest.inputs)
     exports = [
         "AsyncGrpcClient", "AsyncRestClient", "ClientError", "ExecutionError", "GrpcClient",
@@ -523,8 +345,8 @@ def build_client_model(manifest: Manifest, names: ServiceNames) -> ClientPackage
 
 def client_files(model: ClientPackage) -> dict[str, str]:
     """The package's files (relative path -> text), each rendered by the template named after
-    it, and the runtime's copies; protoc's modules are not among them (``render_client`` adds
-    those)."""
+    it, and the copy of the wire package; protoc's modules are not among them (``render_client``
+    adds those)."""
     environment = template_environment()
     files = {
         "pyproject.toml": "pyproject.toml",
@@ -536,8 +358,8 @@ def client_files(model: ClientPackage) -> dict[str, str]:
         for path, template in files.items()
     }
     rendered[f"{model.package}/py.typed"] = ""
-    for name, text in runtime_files().items():
-        rendered[f"{model.package}/{RUNTIME_DIR}/{name}"] = text
+    for name, text in wire_files().items():
+        rendered[f"{model.package}/{WIRE_DIR}/{name}"] = text
     return rendered
 
 

@@ -20,12 +20,8 @@ from grpc_status import rpc_status
 from checkpoint2svc.errors import ExecutionError, ValueConversionError
 from checkpoint2svc.runtime.service import CellService
 from checkpoint2svc.wire.names import ServiceNames
-from checkpoint2svc.wire.proto_values import (
-    RecordCodec,
-    data_to_struct,
-    signature_record,
-    struct_to_data,
-)
+from checkpoint2svc.wire.proto_struct import data_to_struct, struct_to_data
+from checkpoint2svc.wire.proto_values import RecordCodec, signature_record
 
 log = logging.getLogger("checkpoint2svc.grpc")
 NODE_SERVICE = "yandex.cloud.datasphere.v1.NodeService"

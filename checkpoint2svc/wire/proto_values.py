@@ -13,6 +13,9 @@ the messages these functions fill and read:
   ``checkpoint2svc.v1.Series`` (its index and values are columns, as in a table), and ``json``
   ``google.protobuf.Value``.
 
+Tables and series are filled and read by ``proto_columns``, ``json`` values (and the ``Struct``
+of the generic ``NodeService``) by ``proto_struct``.
+
 Protobuf has no order for map entries: dicts decoded from a map or a ``Struct`` have sorted keys.
 JSON numbers in a ``Value`` or ``Struct`` are doubles: whole numbers within ±2**53 come back as
 ``int``, and an integer beyond that range is refused rather than silently rounded.
@@ -33,8 +36,10 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from .errors import ValueConversionError
-from .json_values import encode_json, naive_utc, plain_json
+from .json_values import encode_json, plain_json
 from .names import proto_field_names
+from .proto_columns import fill_series, fill_table, read_series, read_table
+from .proto_struct import fill_value, value_data
 from .type_ir import (
     DictOf,
     Field,
@@ -59,9 +64,6 @@ ElementType = ListOf | DictOf | Optional | MessageType
 NotOptional = Scalar | ListOf | DictOf | MessageType
 
 _INT64 = (-(2**63), 2**63 - 1)
-_EXACT_DOUBLE = 2**53
-# Which member of checkpoint2svc.v1.Column's ``values`` carries a column of each dtype kind.
-_COLUMN_MEMBERS = {"b": "bools", "i": "int64s", "u": "uint64s", "f": "doubles"}
 
 
 class NamedType(Protocol):
@@ -192,12 +194,12 @@ def _fill(message: Message, type_: MessageType, value: Any, field: str) -> None:
     elif isinstance(type_, Tensor):
         _fill_tensor(message, type_, value, field)
     elif isinstance(type_, Table):
-        _fill_table(message, type_, value, field)
+        fill_table(message, type_, value, field)
     elif isinstance(type_, Series):
-        _fill_series(message, type_, value, field)
+        fill_series(message, type_, value, field)
     elif isinstance(type_, Json):
         assert isinstance(message, struct_pb2.Value)
-        _fill_value(message, plain_json(value, field), field)
+        fill_value(message, plain_json(value, field), field)
     else:
         assert_never(type_)
 
@@ -214,111 +216,6 @@ def _fill_tensor(message: Any, type_: Tensor, value: Any, field: str) -> None:
     message.shape.extend(array.shape)
     little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     message.data = little.tobytes()
-
-
-def _fill_table(message: Any, type_: Table, value: Any, field: str) -> None:
-    pd = sys.modules.get("pandas")
-    if pd is None or not isinstance(value, pd.DataFrame):
-        raise ValueConversionError(field, f"expected a DataFrame, got {type(value).__name__}")
-    message.num_rows = len(value)
-    for column in type_.columns:
-        path = f"{field}.{column.name}"
-        if column.name not in value.columns:
-            raise ValueConversionError(path, "column missing from the DataFrame")
-        series = value[column.name]
-        if not isinstance(series, pd.Series):
-            raise ValueConversionError(path, "the DataFrame has more than one column of this name")
-        entry = message.columns.add()
-        entry.name = column.name
-        entry.dtype = column.dtype
-        _fill_column(entry, series, column.dtype, path)
-
-
-def _fill_series(message: Any, type_: Series, value: Any, field: str) -> None:
-    pd = sys.modules.get("pandas")
-    if pd is None or not isinstance(value, pd.Series):
-        raise ValueConversionError(field, f"expected a pandas Series, got {type(value).__name__}")
-    if value.index.nlevels > 1:
-        raise ValueConversionError(f"{field}.index", "a MultiIndex has no series form")
-    message.index.dtype = type_.index
-    _fill_column(message.index, pd.Series(value.index), type_.index, f"{field}.index")
-    message.values.dtype = type_.dtype
-    _fill_column(message.values, value, type_.dtype, f"{field}.values")
-    if value.name is not None:
-        message.name = str(value.name)
-
-
-def _fill_column(entry: Any, series: Any, dtype: str, field: str) -> None:
-    import numpy as np
-    import pandas as pd
-
-    if dtype == "string":
-        values = series.tolist()
-        strings = []
-        for row, item in enumerate(values):
-            if item is None or item is pd.NA or (isinstance(item, float) and math.isnan(item)):
-                entry.null_rows.append(row)
-                strings.append("")
-            elif isinstance(item, str):
-                strings.append(item)
-            else:
-                raise ValueConversionError(
-                    f"{field}[{row}]", f"expected a string, got {type(item).__name__}"
-                )
-        entry.strings.SetInParent()
-        entry.strings.values.extend(strings)
-        return
-    try:
-        if dtype.startswith("datetime64"):
-            naive = naive_utc(series).astype(dtype)  # a zoned column: in UTC
-            nanoseconds = naive.to_numpy(dtype=dtype).view(np.int64)
-            entry.datetimes.SetInParent()
-            entry.datetimes.values.extend(nanoseconds.tolist())
-            return
-        target = np.dtype(dtype)
-        if target.kind != "f" and series.isna().any():
-            raise ValueError("a missing value in a column that cannot hold one")
-        array = series.to_numpy()
-        typed = array.astype(target, casting="unsafe" if array.dtype == object else "same_kind")
-    except (TypeError, ValueError) as exc:
-        raise ValueConversionError(
-            field, f"cannot hold {dtype} values (the column is {series.dtype}: {exc})"
-        ) from exc
-    member = getattr(entry, _COLUMN_MEMBERS[target.kind])
-    member.SetInParent()
-    member.values.extend(typed.tolist())
-
-
-def _fill_value(message: struct_pb2.Value, data: Any, field: str) -> None:
-    """Fill a ``google.protobuf.Value`` from plain JSON data."""
-    if data is None:
-        message.null_value = struct_pb2.NULL_VALUE
-    elif isinstance(data, bool):
-        message.bool_value = data
-    elif isinstance(data, int):
-        if abs(data) > _EXACT_DOUBLE:
-            raise ValueConversionError(
-                field,
-                f"the integer {data} is beyond ±2**53, which a JSON number in protobuf (a double) "
-                "cannot hold exactly; send it as a string",
-            )
-        message.number_value = float(data)
-    elif isinstance(data, float):
-        message.number_value = data
-    elif isinstance(data, str):
-        message.string_value = data
-    elif isinstance(data, dict):
-        struct = message.struct_value
-        struct.SetInParent()
-        for key, item in data.items():
-            _fill_value(struct.fields[key], item, f"{field}.{key}")
-    elif isinstance(data, list):
-        items = message.list_value
-        items.SetInParent()
-        for i, item in enumerate(data):
-            _fill_value(items.values.add(), item, f"{field}[{i}]")
-    else:
-        raise ValueConversionError(field, f"a {type(data).__name__} has no JSON form")
 
 
 # ---------------------------------------------------------------------------- proto -> Python
@@ -380,11 +277,11 @@ def _read(message: Any, type_: MessageType, field: str) -> Any:
     if isinstance(type_, Tensor):
         return _read_tensor(message, type_, field)
     if isinstance(type_, Table):
-        return _read_table(message, type_, field)
+        return read_table(message, type_, field)
     if isinstance(type_, Series):
-        return _read_series(message, type_, field)
+        return read_series(message, type_, field)
     if isinstance(type_, Json):
-        return _value_data(message)
+        return value_data(message)
     assert_never(type_)
 
 
@@ -413,112 +310,6 @@ def _read_tensor(message: Any, type_: Tensor, field: str) -> Any:
             f"{field}.data", f"{len(data)} bytes do not fill shape {list(shape)} of {type_.dtype}"
         )
     return np.frombuffer(data, dtype=item).reshape(shape).astype(type_.dtype)
-
-
-def _read_table(message: Any, type_: Table, field: str) -> Any:
-    import pandas as pd
-
-    names = [c.name for c in type_.columns]
-    entries: dict[str, Any] = {}
-    for entry in message.columns:
-        if entry.name not in names:
-            raise ValueConversionError(f"{field}.{entry.name}", "unknown column")
-        if entry.name in entries:
-            raise ValueConversionError(f"{field}.{entry.name}", "column given twice")
-        entries[entry.name] = entry
-    out: dict[str, Any] = {}
-    for column in type_.columns:
-        path = f"{field}.{column.name}"
-        entry = entries.get(column.name)
-        if entry is None:
-            raise ValueConversionError(path, "column required")
-        if entry.dtype and entry.dtype != column.dtype:
-            raise ValueConversionError(
-                f"{path}.dtype", f"expected {column.dtype}, got {entry.dtype}"
-            )
-        out[column.name] = _read_column(entry, column.dtype, message.num_rows, path)
-    return pd.DataFrame(out, columns=names)
-
-
-def _read_series(message: Any, type_: Series, field: str) -> Any:
-    import pandas as pd
-
-    for key, dtype in (("index", type_.index), ("values", type_.dtype)):
-        entry = getattr(message, key)
-        if entry.dtype and entry.dtype != dtype:
-            raise ValueConversionError(
-                f"{field}.{key}.dtype", f"expected {dtype}, got {entry.dtype}"
-            )
-    member = message.index.WhichOneof("values")
-    labels = len(getattr(message.index, member).values) if member is not None else 0
-    index = _read_column(message.index, type_.index, labels, f"{field}.index")
-    values = _read_column(
-        message.values, type_.dtype, labels, f"{field}.values", ("index", "labels")
-    )
-    series = values.set_axis(pd.Index(index))
-    series.name = message.name if message.HasField("name") else None
-    return series
-
-
-def _read_column(
-    entry: Any, dtype: str, rows: int, field: str, of: tuple[str, str] = ("table", "rows")
-) -> Any:
-    """The values of a column: ``rows`` of them (``of``: whose count that is, for errors)."""
-    import numpy as np
-    import pandas as pd
-
-    if dtype == "string":
-        member = "strings"
-    elif dtype.startswith("datetime64"):
-        member = "datetimes"
-    else:
-        target = np.dtype(dtype)
-        member = _COLUMN_MEMBERS[target.kind]
-    present = entry.WhichOneof("values")
-    if present is not None and present != member:
-        raise ValueConversionError(field, f"a {dtype} column carries `{member}`, not `{present}`")
-    values = list(getattr(entry, member).values)
-    if len(values) != rows:
-        raise ValueConversionError(
-            field, f"{len(values)} values, but the {of[0]} has {rows} {of[1]}"
-        )
-    if entry.null_rows and member != "strings":
-        raise ValueConversionError(f"{field}.null_rows", f"a {dtype} column has no null rows")
-    if member == "strings":
-        for row in entry.null_rows:
-            if not 0 <= row < rows:
-                raise ValueConversionError(f"{field}.null_rows", f"row {row} is out of range")
-            values[row] = None
-        # The dtype pandas gives strings (``str`` in pandas 3, ``object`` before), empty or not.
-        return pd.Series(values, dtype=pd.Series(["x"]).dtype)
-    if member == "datetimes":
-        return pd.Series(np.array(values, dtype=np.int64).view("datetime64[ns]"))
-    array = np.array(
-        values, dtype={"b": bool, "i": np.int64, "u": np.uint64, "f": float}[target.kind]
-    )
-    if target.kind in "iu" and array.size:
-        info = np.iinfo(target)
-        if array.min() < info.min or array.max() > info.max:
-            raise ValueConversionError(field, f"a value does not fit in {dtype}")
-    return pd.Series(array.astype(target))
-
-
-def _value_data(message: struct_pb2.Value) -> Any:
-    """Plain JSON data for a ``google.protobuf.Value`` (unset means null)."""
-    kind = message.WhichOneof("kind")
-    if kind is None or kind == "null_value":
-        return None
-    if kind == "number_value":
-        number = message.number_value
-        if number.is_integer() and abs(number) <= _EXACT_DOUBLE:
-            return int(number)
-        return number
-    if kind == "struct_value":
-        fields = message.struct_value.fields
-        return {key: _value_data(fields[key]) for key in sorted(fields)}
-    if kind == "list_value":
-        return [_value_data(item) for item in message.list_value.values]
-    return getattr(message, kind)
 
 
 # ------------------------------------------------------------------ one record, planned once
@@ -576,22 +367,6 @@ class RecordCodec:
                     continue
             _set_field(message, name, type_, value, path)
         return message
-
-
-# ------------------------------------------------------------------ the generic NodeService
-
-
-def data_to_struct(data: Mapping[str, Any], field: str = "") -> struct_pb2.Struct:
-    """A ``google.protobuf.Struct`` of JSON data (e.g. ``encode_json``'s outputs, by name)."""
-    struct = struct_pb2.Struct()
-    for key, item in plain_json(dict(data), field).items():
-        _fill_value(struct.fields[key], item, _join(field, key))
-    return struct
-
-
-def struct_to_data(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """The JSON data in a ``Struct``, ready for ``json_values.decode_json``."""
-    return {key: _value_data(struct.fields[key]) for key in sorted(struct.fields)}
 
 
 # ------------------------------------------------------------------ generated modules

@@ -21,9 +21,9 @@ from checkpoint2svc.codegen.service_context import generate
 pytestmark = pytest.mark.slow
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "greet"
-# protoc's output and the copied checkpoint are not ours to review, and the client's _runtime/ is
-# a copy of checkpoint2svc's modules (tests/unit/test_client_runtime_copies.py); the rest is.
-NOT_GOLDEN = ("gen", "checkpoint", "_proto", "_runtime")
+# protoc's output and the copied checkpoint are not ours to review, and the client's _wire/ is a
+# copy of checkpoint2svc's modules (tests/unit/test_client_wire_copies.py); the rest is.
+NOT_GOLDEN = ("gen", "checkpoint", "_proto", "_wire")
 
 
 # The client requires at least the grpcio and protobuf its stubs were compiled for: the versions

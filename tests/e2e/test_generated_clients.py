@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from checkpoint2svc.checkpoint import Checkpoint, Manifest
-from checkpoint2svc.codegen.client_runtime import runtime_files
+from checkpoint2svc.codegen.client_wire import wire_files
 from checkpoint2svc.codegen.service_context import generate
 from checkpoint2svc.wire.json_values import decode_json, encode_json
 from tests.conftest import EXAMPLE_PINS
@@ -190,7 +190,7 @@ def test_the_client_package_passes_ruff_and_is_deterministic(
     assert one.keys() == two.keys()
     assert [name for name in one if one[name] != two[name]] == []
     ours = [p for p in (tmp_path / "one" / "client").rglob("*.py") if "_proto" not in p.parts]
-    assert len(ours) == 4 + len(runtime_files())  # and the copies of the wire package
+    assert len(ours) == 4 + len(wire_files())  # and the copies of the wire package
     done = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--config", str(REPO / "pyproject.toml"),
          "--no-cache", *map(str, ours)],
@@ -214,7 +214,7 @@ def test_the_client_package_builds_a_wheel_with_its_stubs(
     assert {
         "normalize_client/__init__.py",
         "normalize_client/py.typed",
-        "normalize_client/_runtime/grpc_client.py",
+        "normalize_client/_wire/grpc_client.py",
         "normalize_client/_proto/normalize_pb2.py",
         "normalize_client/_proto/normalize_pb2_grpc.py",
         "normalize_client/_proto/checkpoint2svc_protos/v1/values_pb2.py",

@@ -13,7 +13,7 @@ import pytest
 
 from checkpoint2svc.checkpoint.manifest import Manifest, Variable
 from checkpoint2svc.codegen.client_package import build_client_model, client_files, raised_bounds
-from checkpoint2svc.codegen.client_runtime import runtime_files
+from checkpoint2svc.codegen.client_wire import wire_files
 from checkpoint2svc.version import __version__
 from checkpoint2svc.wire.proto_values import signature_record
 from checkpoint2svc.wire.type_ir import (
@@ -114,7 +114,7 @@ def test_every_rendered_module_passes_ruff(packages: dict[str, Path]) -> None:
         for path in folder.rglob("*.py")
         if "_proto" not in path.parts
     ]
-    assert len(files) == 3 * (4 + len(runtime_files()))  # and the copies of the wire package
+    assert len(files) == 3 * (4 + len(wire_files()))  # and the copies of the wire package
     done = ruff(files)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -131,7 +131,7 @@ def test_rendering_is_deterministic() -> None:
 
 def test_the_package_embeds_the_signature_and_types(packages: dict[str, Path]) -> None:
     with imported_package(packages[EVERY_KIND.name], "client_every_kind_client") as package:
-        models = package.models  # its IR is the runtime's copy: the same shape, other classes
+        models = package.models  # its IR is the wire's copy: the same shape, other classes
         assert models.SIGNATURE.inputs.to_dict() == signature_record(EVERY_KIND.inputs).to_dict()
         assert models.SIGNATURE.outputs.to_dict() == signature_record(EVERY_KIND.outputs).to_dict()
         inputs = [f.name for f in dataclasses.fields(package.Input)]
@@ -196,7 +196,7 @@ def test_the_example_call_uses_the_pinned_inputs() -> None:
 def test_the_package_runs_without_checkpoint2svc(packages: dict[str, Path]) -> None:
     """checkpoint2svc made unimportable: the package still imports, checks inputs against its
     signature, encodes a tensor, and reports a service it cannot reach, over REST and gRPC (the
-    runtime's copy does it all)."""
+    wire's copy does it all)."""
     program = f"""
 import sys
 sys.modules["checkpoint2svc"] = None  # any import of it fails

@@ -1,8 +1,8 @@
-"""The generated clients' runtime: every type through REST (httpx's mock transport) and gRPC (an
+"""The generated clients' bases: every type through REST (httpx's mock transport) and gRPC (an
 in-process echo server), blocking and asyncio; errors and what travels with every call.
 
-A generated package runs its copy of the runtime (``_runtime/``), so its errors are its own
-classes (``package.ValidationError``); the runtime's functions called directly raise
+A generated package runs its copy of the wire (``_wire/``), so its errors are its own classes
+(``package.ValidationError``); checkpoint2svc.wire's functions called directly raise
 checkpoint2svc's."""
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ def test_metadata_node_and_alias_travel_with_every_call(
 
 
 def fail(package: ModuleType, target: str, how: str, asynchronous: bool) -> Any:
-    """The client error (the package's own class: its runtime is a copy) of one failed call."""
+    """The client error (the package's own class: its wire is a copy) of one failed call."""
     metadata = {"x-fail": how}
     if asynchronous:
 

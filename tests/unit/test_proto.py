@@ -28,14 +28,13 @@ from checkpoint2svc.codegen.resources import protos_dir, templates_dir
 from checkpoint2svc.errors import ValueConversionError
 from checkpoint2svc.wire.json_values import decode_json
 from checkpoint2svc.wire.names import json_name, proto_field_names, proto_package, service_name
+from checkpoint2svc.wire.proto_struct import data_to_struct, struct_to_data
 from checkpoint2svc.wire.proto_values import (
     RecordCodec,
-    data_to_struct,
     decode_message,
     encode_message,
     import_generated,
     signature_record,
-    struct_to_data,
 )
 from checkpoint2svc.wire.type_ir import (
     Column,

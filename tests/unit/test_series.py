@@ -501,17 +501,17 @@ def test_the_client_types_series_as_pandas_series(client_package: Path) -> None:
         assert signature.inputs.to_dict() == signature_record(CLIENT_MANIFEST.inputs).to_dict()
 
 
-def test_the_clients_runtime_copy_round_trips_series(client_package: Path) -> None:
+def test_the_clients_wire_copy_round_trips_series(client_package: Path) -> None:
     """The package's own copies of json_values and proto_values (not checkpoint2svc's)."""
     with imported_package(client_package, "series_client_client") as package:
-        runtime = package._runtime
-        copied_type = runtime.type_ir.Series("float64", "string", "y")
-        data = runtime.json_values.encode_json(GAPS, copied_type, "x")
-        same_series(runtime.json_values.decode_json(data, copied_type, "x"), GAPS)
-        stubs = runtime.proto_values.import_generated(
+        copy = package._wire
+        copied_type = copy.type_ir.Series("float64", "string", "y")
+        data = copy.json_values.encode_json(GAPS, copied_type, "x")
+        same_series(copy.json_values.decode_json(data, copied_type, "x"), GAPS)
+        stubs = copy.proto_values.import_generated(
             "series_client_pb2", client_package / "series_client_client" / "_proto"
         )
-        record = runtime.type_ir.Record((runtime.type_ir.Field("gaps", copied_type),))
-        message = runtime.proto_values.encode_message({"gaps": GAPS}, record, stubs.Input)
-        back = runtime.proto_values.decode_message(wire(stubs, "Input", message), record)
+        record = copy.type_ir.Record((copy.type_ir.Field("gaps", copied_type),))
+        message = copy.proto_values.encode_message({"gaps": GAPS}, record, stubs.Input)
+        back = copy.proto_values.decode_message(wire(stubs, "Input", message), record)
         same_series(back["gaps"], GAPS)

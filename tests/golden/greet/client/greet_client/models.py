@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._runtime import type_ir as ir
-from ._runtime.signature import Signature
+from ._wire import type_ir as ir
+from ._wire.signature import Signature
 
 
 @dataclass(kw_only=True)

@@ -1,5 +1,5 @@
-"""The runtime a generated client package carries in ``<package>/_runtime/``: checkpoint2svc's
-``wire`` package, copied as it is.
+"""What a generated client package carries in ``<package>/_wire/``: checkpoint2svc's ``wire``
+package, copied as it is.
 
 ``checkpoint2svc.wire`` (the type IR, the value conversions, the errors and the REST and gRPC
 client bases) imports nothing else of checkpoint2svc and its modules import each other
@@ -11,15 +11,14 @@ byte the code that checkpoint2svc's own tests run.
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 
 from checkpoint2svc import wire
 
-RUNTIME_DIR = "_runtime"
+WIRE_DIR = "_wire"
 """The package's sub-package that holds the copy."""
 
-RUNTIME_DEPENDENCIES = (
+WIRE_DEPENDENCIES = (
     "grpcio>=1.60",
     "grpcio-status>=1.60",
     "httpx>=0.27",
@@ -35,10 +34,9 @@ def wire_folder() -> Path:
     return Path(wire.__file__).parent
 
 
-@cache
-def runtime_files() -> dict[str, str]:
-    """The files of ``_runtime/`` (name -> text): every module of ``checkpoint2svc.wire``, as it
-    is (read once per process: ``serve CHECKPOINT`` generates a client at start-up)."""
+def wire_files() -> dict[str, str]:
+    """The files of ``_wire/`` (name -> text): every module of ``checkpoint2svc.wire``, as it
+    is, read when a client package is rendered (``generate``, ``checkpoint2svc client``)."""
     return {
         path.name: path.read_text(encoding="utf-8") for path in sorted(wire_folder().glob("*.py"))
     }

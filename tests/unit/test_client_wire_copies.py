@@ -1,4 +1,5 @@
-"""The client runtime a generated package carries: ``checkpoint2svc.wire``, byte for byte."""
+"""The copy of the wire a generated package carries (``_wire/``): ``checkpoint2svc.wire``, byte
+for byte."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from checkpoint2svc.codegen.client_runtime import RUNTIME_DEPENDENCIES, runtime_files, wire_folder
+from checkpoint2svc.codegen.client_wire import WIRE_DEPENDENCIES, wire_files, wire_folder
 from checkpoint2svc.wire.errors import ValueConversionError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_copy_is_the_wire_package_as_it_is() -> None:
-    files = runtime_files()
+    files = wire_files()
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in wire_folder().glob("*.py")}
     assert files == on_disk
     assert {"__init__.py", "type_ir.py", "rest_client.py", "grpc_client.py"} <= set(files)
@@ -25,23 +26,23 @@ def test_the_copy_is_the_wire_package_as_it_is() -> None:
 
 
 def test_the_copy_imports_only_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, text in runtime_files().items():
+    for name, text in wire_files().items():
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ImportFrom) and node.level == 0:
                 assert not (node.module or "").startswith("checkpoint2svc"), (name, node.lineno)
             if isinstance(node, ast.Import):
                 assert not any(a.name.startswith("checkpoint2svc") for a in node.names), name
-    copy = tmp_path / "copied_client" / "_runtime"
+    copy = tmp_path / "copied_client" / "_wire"
     copy.mkdir(parents=True)
     (copy.parent / "__init__.py").write_text("", encoding="utf-8")
-    for name, text in runtime_files().items():
+    for name, text in wire_files().items():
         (copy / name).write_text(text, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        rest_client = importlib.import_module("copied_client._runtime.rest_client")
-        errors = importlib.import_module("copied_client._runtime.errors")
+        rest_client = importlib.import_module("copied_client._wire.rest_client")
+        errors = importlib.import_module("copied_client._wire.errors")
         assert errors.ValueConversionError is not ValueConversionError
-        assert rest_client.ValidationError.__module__ == "copied_client._runtime.client_errors"
+        assert rest_client.ValidationError.__module__ == "copied_client._wire.client_errors"
     finally:
         for module in [m for m in sys.modules if m.split(".")[0] == "copied_client"]:
             del sys.modules[module]
@@ -62,7 +63,7 @@ DISTRIBUTIONS = {
 
 def test_the_package_requires_what_the_copies_import() -> None:
     imported: set[str] = set()
-    for text in runtime_files().values():
+    for text in wire_files().values():
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.Import):
                 imported |= {a.name.split(".")[0] for a in node.names}
@@ -70,10 +71,10 @@ def test_the_package_requires_what_the_copies_import() -> None:
                 imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
     assert third_party <= set(DISTRIBUTIONS), third_party - set(DISTRIBUTIONS)
-    required = {r.split(">=")[0] for r in RUNTIME_DEPENDENCIES} | {"numpy", "pandas"}
+    required = {r.split(">=")[0] for r in WIRE_DEPENDENCIES} | {"numpy", "pandas"}
     assert {DISTRIBUTIONS[name] for name in third_party} <= required
 
 
 def test_the_lower_bounds_are_checkpoint2svc_s_own() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert set(RUNTIME_DEPENDENCIES) <= set(project["dependencies"])
+    assert set(WIRE_DEPENDENCIES) <= set(project["dependencies"])
