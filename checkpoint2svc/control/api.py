@@ -19,7 +19,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from checkpoint2svc.control import operations
 from checkpoint2svc.control.controller import Controller
-from checkpoint2svc.control.models import NodeSpec, NodeSpecError, NodeStatus, invalid_settings
+from checkpoint2svc.control.models import (
+    NodeSpec,
+    NodeSpecError,
+    NodeStatus,
+    invalid_settings,
+    problems,
+)
 from checkpoint2svc.control.operations import (
     ConflictError,
     InstanceNotFoundError,
@@ -43,6 +49,7 @@ from checkpoint2svc.control.views import (
     NodeView,
     Stopping,
     alias_view,
+    gateway_address,
     node_view,
 )
 from checkpoint2svc.errors import Checkpoint2SvcError
@@ -103,8 +110,8 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(_authorized)])
 def status(controller: Ctl) -> ControllerStatus:
     return ControllerStatus(
         controller_id=controller.controller_id,
-        gateway=f"127.0.0.1:{controller.gateway_port}",
-        nodes=len(controller.store.nodes()),
+        gateway=gateway_address(controller.gateway_port),
+        nodes=len(operations.list_nodes(controller)),
         time=time.time(),
     )
 
@@ -116,12 +123,12 @@ def create_node(controller: Ctl, spec: NodeSpec) -> NodeView:
 
 @router.get("/nodes", responses=_refusals())
 def list_nodes(controller: Ctl) -> list[NodeView]:
-    return [node_view(controller, row, events=0) for row in controller.store.nodes()]
+    return [node_view(controller, row, events=0) for row in operations.list_nodes(controller)]
 
 
 @router.get("/nodes/{name}", responses=_refusals(404, 422))
 def get_node(controller: Ctl, name: str, events: int = 10) -> NodeView:
-    return node_view(controller, controller.store.node(name), events)
+    return node_view(controller, operations.get_node(controller, name), events)
 
 
 @router.patch("/nodes/{name}", responses=_refusals(404, 422))
@@ -171,12 +178,12 @@ def create_alias(controller: Ctl, body: AliasCreate) -> AliasView:
 
 @router.get("/aliases", responses=_refusals())
 def list_aliases(controller: Ctl) -> list[AliasView]:
-    return [alias_view(controller, alias) for alias in controller.store.aliases()]
+    return [alias_view(controller, alias) for alias in operations.list_aliases(controller)]
 
 
 @router.get("/aliases/{name}", responses=_refusals(404, 422))
 def get_alias(controller: Ctl, name: str) -> AliasView:
-    return alias_view(controller, controller.store.alias(name))
+    return alias_view(controller, operations.get_alias(controller, name))
 
 
 @router.patch("/aliases/{name}", responses=_refusals(404, 409, 422))
@@ -210,11 +217,17 @@ async def _library_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """A body or parameter of the wrong shape: 422 naming each field, in the API's one error
-    form (``{"detail": "..."}``)."""
+    form (``{"detail": "..."}``): a body's are invalid node or alias settings, a query's or
+    path's an invalid parameter."""
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    body = [error for error in errors if error["loc"][:1] == ("body",)]
+    parameters = [error for error in errors if error["loc"][:1] != ("body",)]
     what = "alias" if request.url.path.startswith("/v1/aliases") else "node"
-    detail = invalid_settings(what, exc.errors(), skip=1)
-    return JSONResponse({"detail": detail}, status_code=422)
+    details = [invalid_settings(what, body, skip=1)] if body else []
+    if parameters:
+        details.append(f"invalid parameter: {problems(parameters, skip=1)}")
+    return JSONResponse({"detail": "; ".join(details)}, status_code=422)
 
 
 def create_api(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from checkpoint2svc.backends.local import read_proc_stat
 from checkpoint2svc.control.home import ControllerInfo, Home
@@ -58,7 +58,9 @@ T = TypeVar("T", bound=BaseModel)
 class ControllerClient:
     """The controller's API, typed: each method is one route and returns its view."""
 
-    def __init__(self, home: Home, timeout: float = 30) -> None:
+    def __init__(
+        self, home: Home, timeout: float = 30, transport: httpx.BaseTransport | None = None
+    ) -> None:
         info = home.read_info()
         if info is None:
             raise ControllerNotRunningError(home)
@@ -66,8 +68,9 @@ class ControllerClient:
         self.info = info
         token = home.token() if home.token_file.exists() else ""
         self._http = httpx.Client(
-            base_url=info.api_url, timeout=timeout, headers={"authorization": f"Bearer {token}"}
-        )
+            base_url=info.api_url, timeout=timeout, transport=transport,
+            headers={"authorization": f"Bearer {token}"},
+        )  # fmt: skip
 
     # --- the controller ---------------------------------------------------------------------
     def status(self) -> ControllerStatus:
@@ -81,7 +84,7 @@ class ControllerClient:
 
     # --- nodes ------------------------------------------------------------------------------
     def nodes(self) -> list[NodeView]:
-        return _NODES.validate_json(self._send("GET", "/v1/nodes").content)
+        return _read(_NODES.validate_json, self._send("GET", "/v1/nodes"))
 
     def node(self, name: str, events: int = 10) -> NodeView:
         return self._call(NodeView, "GET", _path("nodes", name), params={"events": events})
@@ -121,7 +124,7 @@ class ControllerClient:
 
     # --- aliases ----------------------------------------------------------------------------
     def aliases(self) -> list[AliasView]:
-        return _ALIASES.validate_json(self._send("GET", "/v1/aliases").content)
+        return _read(_ALIASES.validate_json, self._send("GET", "/v1/aliases"))
 
     def alias(self, name: str) -> AliasView:
         return self._call(AliasView, "GET", _path("aliases", name))
@@ -144,7 +147,7 @@ class ControllerClient:
         self, view: type[T], method: str, path: str, *,
         body: str | None = None, params: Mapping[str, str | int | bool] | None = None,
     ) -> T:  # fmt: skip
-        return view.model_validate_json(self._send(method, path, body=body, params=params).content)
+        return _read(view.model_validate_json, self._send(method, path, body=body, params=params))
 
     def _send(
         self, method: str, path: str, *,
@@ -167,6 +170,24 @@ class ControllerClient:
 
 _NODES = TypeAdapter(list[NodeView])
 _ALIASES = TypeAdapter(list[AliasView])
+
+V = TypeVar("V")
+
+
+def _read(parse: Callable[[bytes], V], response: httpx.Response) -> V:
+    """The answer, parsed into its view; one this version cannot read (a controller of another
+    version still runs) raises ``ControllerError`` saying to restart it, not a traceback."""
+    try:
+        return parse(response.content)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the answer"
+        raise ControllerError(
+            response.status_code,
+            f"the controller answered {response.request.method} {response.request.url.path} "
+            f"in a form this checkpoint2svc version does not read ({where}: {first['msg']}); "
+            "restart it: `checkpoint2svc down && checkpoint2svc up`",
+        ) from None
 
 
 def _changes(body: Body) -> str:

@@ -34,6 +34,7 @@ from checkpoint2svc.control.models import (
     InstanceStatus,
     NodeSpec,
     NodeStatus,
+    alias_nodes,
     rebalance,
     without_nodes,
 )
@@ -44,7 +45,8 @@ from checkpoint2svc.control.views import (
     EventView,
     NodePatch,
     NodeView,
-    alias_nodes,
+    gateway_address,
+    grpc_metadata,
 )
 from checkpoint2svc.errors import Checkpoint2SvcError
 from checkpoint2svc.execution.random_state import RANDOM_STATE_NAME
@@ -144,22 +146,25 @@ class Deployment:
         return bool(self.actions)
 
     @property
-    def route(self) -> tuple[str, str]:
-        """Where requests go: ("aliases", alias) or ("nodes", node)."""
-        return ("aliases", self.alias) if self.alias else ("nodes", self.node)
+    def target(self) -> tuple[Literal["node", "alias"], str]:
+        """Where requests go: ("alias", alias) or ("node", node)."""
+        return ("alias", self.alias) if self.alias else ("node", self.node)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint.of(*self.target, self.gateway_port)
 
     @property
     def rest_url(self) -> str:
-        kind, name = self.route
-        return f"http://127.0.0.1:{self.gateway_port}/datasphere/v1/{kind}/{name}:execute"
+        return self.endpoint.rest
 
     @property
     def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.gateway_port}"
+        return gateway_address(self.gateway_port)
 
     @property
     def grpc_metadata(self) -> tuple[str, str]:
-        return ("x-node-alias", self.alias) if self.alias else ("x-node-id", self.node)
+        return grpc_metadata(*self.target)
 
     def example_input(self) -> dict[str, Any]:
         return {v.name: v.example for v in self.manifest.inputs}
@@ -179,7 +184,7 @@ class Deployment:
 
         key, target = ("alias", self.alias) if self.alias else ("node_id", self.node)
         model = build_client_model(self.manifest, service_names(self.manifest))
-        base_url = f"http://127.0.0.1:{self.gateway_port}"
+        base_url = f"http://{gateway_address(self.gateway_port)}"
         lines = example_program(model, base_url, self.grpc_target, **{key: target})
         package = f"{target}-client"
         setup = f"# checkpoint2svc client {target} -o {package} && pip install ./{package}"
@@ -188,11 +193,11 @@ class Deployment:
     def summary(self) -> list[str]:
         what = "; ".join(self.actions) if self.actions else "nothing changed"
         served = f"alias {self.alias} -> node {self.node}" if self.alias else f"node {self.node}"
-        meta_key, meta_value = self.grpc_metadata
+        endpoint = self.endpoint
         return [
             f"{served}: {self.status} ({what})",
-            f"  REST: {self.rest_url}",
-            f"  gRPC: {self.grpc_target} (metadata {meta_key}: {meta_value})",
+            f"  REST: {endpoint.rest}",
+            f"  gRPC: {endpoint.grpc}",
         ]
 
 
@@ -312,17 +317,22 @@ class Deployer:
                     f"{settings.backend}; deploy under another name, or `checkpoint2svc "
                     f"node delete {name}` first"
                 )
-            changes: dict[str, object] = {}
-            if spec.checkpoint != str(stored.path):
+            new_version = spec.checkpoint != str(stored.path)
+            rescale = (spec.min_instances, spec.max_instances) != (low, high)
+            if new_version:
                 self._check_compatible(current, stored.manifest, settings, f"node {name}")
-                changes["checkpoint"] = str(stored.path)
-            if (spec.min_instances, spec.max_instances) != (low, high):
-                changes.update(min_instances=low, max_instances=high)
-            if changes:
-                self.client.update_node(name, NodePatch.model_validate(changes))
+            if new_version or rescale:
+                checkpoint = str(stored.path)
+                if not rescale:
+                    patch = NodePatch(checkpoint=checkpoint)
+                elif not new_version:
+                    patch = NodePatch(min_instances=low, max_instances=high)
+                else:
+                    patch = NodePatch(checkpoint=checkpoint, min_instances=low, max_instances=high)
+                self.client.update_node(name, patch)
                 deployment.actions.append(
                     f"rolled out a new version to node {name}"
-                    if "checkpoint" in changes
+                    if new_version
                     else f"rescaled node {name} to {low}-{high} instances"
                 )
             if current.suspended:

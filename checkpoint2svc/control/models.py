@@ -6,18 +6,20 @@ import enum
 import functools
 import re
 import time
+import typing
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from checkpoint2svc.backends.base import InstanceHandle
 from checkpoint2svc.errors import Checkpoint2SvcError
 
-STRICT = ConfigDict(extra="forbid")
-"""The API (pydantic) refuses a setting these dataclasses do not know, naming it."""
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+"""The API (pydantic) refuses a setting these dataclasses do not know, or a number that is not
+finite (its JSON form would be null), naming it."""
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$")
 
@@ -111,6 +113,9 @@ class NodeSpec:
     autoscaling: Autoscaling = field(default_factory=Autoscaling)
 
     def validate(self) -> NodeSpec:
+        """``self`` if its settings are valid; first, that its JSON form reads back (what the
+        store keeps can be read: no null where a value is needed, no NaN)."""
+        self.from_json(_node_spec_json().dump_json(self, warnings=False))
         if not NAME.match(self.name):
             raise NodeSpecError(
                 f"node name {self.name!r} is invalid: use 1-63 lowercase letters, digits and "
@@ -170,11 +175,22 @@ class NodeSpec:
 def invalid_settings(what: str, errors: Iterable[ErrorDetails], skip: int = 0) -> str:
     """What pydantic found wrong, one ``field.path: problem`` per error (after ``skip`` parts of
     the path, such as the API's ``body``)."""
-    problems = "; ".join(
+    return f"invalid {what} settings: {problems(errors, skip)}"
+
+
+def problems(errors: Iterable[ErrorDetails], skip: int = 0) -> str:
+    """Each error as ``field.path: problem``, after ``skip`` parts of its path."""
+    return "; ".join(
         f"{'.'.join(str(part) for part in error['loc'][skip:] or error['loc'])}: {error['msg']}"
         for error in errors
     )
-    return f"invalid {what} settings: {problems}"
+
+
+@functools.cache
+def optional_settings() -> frozenset[str]:
+    """The node settings that may be None (a node goes without them)."""
+    hints = typing.get_type_hints(NodeSpec)
+    return frozenset(name for name, hint in hints.items() if type(None) in typing.get_args(hint))
 
 
 @functools.cache
@@ -273,25 +289,54 @@ class AliasSpec:
             raise NodeSpecError(f"alias weights must add up to 100, not {total} ({shown})")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "nodes": [{"node": node, "weight": weight} for node, weight in self.nodes],
-            "metadata": dict(self.metadata),
-            "sticky_header": self.sticky_header,
-            "sticky_cookie": self.sticky_cookie,
-        }
+    def to_json(self) -> str:
+        """Its JSON form (the store's): the fields by name, each node as ``{node, weight}``."""
+        stored = _StoredAlias(
+            name=self.name, nodes=alias_nodes(self.nodes), metadata=dict(self.metadata),
+            sticky_header=self.sticky_header, sticky_cookie=self.sticky_cookie,
+        )  # fmt: skip
+        return stored.model_dump_json()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AliasSpec:
+    def from_json(cls, text: str | bytes) -> AliasSpec:
+        """The inverse of ``to_json`` (not validated); names a missing or mistyped setting."""
         try:
-            nodes = tuple((str(n["node"]), int(n["weight"])) for n in data.get("nodes", []))
-            return cls(
-                str(data["name"]), nodes, dict(data.get("metadata") or {}),
-                str(data.get("sticky_header") or ""), str(data.get("sticky_cookie") or ""),
-            )  # fmt: skip
-        except (KeyError, TypeError, ValueError) as exc:
-            raise NodeSpecError(f"invalid alias settings: {exc!r}") from exc
+            stored = _StoredAlias.model_validate_json(text)
+        except ValidationError as exc:
+            raise NodeSpecError(invalid_settings("alias", exc.errors())) from None
+        return cls(
+            stored.name, node_weights(stored.nodes), dict(stored.metadata),
+            stored.sticky_header, stored.sticky_cookie,
+        )  # fmt: skip
+
+
+class AliasNode(BaseModel):
+    """One node of an alias and its share, as the API and the store write it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    node: str
+    weight: int
+    """Percent of the alias's requests."""
+
+
+def alias_nodes(weights: Weights) -> tuple[AliasNode, ...]:
+    """``weights`` in their JSON form (``node_weights`` reads it back)."""
+    return tuple(AliasNode(node=node, weight=weight) for node, weight in weights)
+
+
+def node_weights(nodes: Iterable[AliasNode]) -> Weights:
+    return tuple((n.node, n.weight) for n in nodes)
+
+
+class _StoredAlias(BaseModel):
+    """An alias as the store keeps it (the settings an older version did not write default)."""
+
+    name: str
+    nodes: tuple[AliasNode, ...] = ()
+    metadata: dict[str, str] = {}
+    sticky_header: str = ""
+    sticky_cookie: str = ""
 
 
 def rebalance(weights: Sequence[tuple[str, int]], share: int = 100) -> Weights:
@@ -315,6 +360,10 @@ def rebalance(weights: Sequence[tuple[str, int]], share: int = 100) -> Weights:
 
 
 def without_nodes(weights: Weights, nodes: Collection[str]) -> Weights:
-    """An alias's ``weights`` with ``nodes`` taken out, their share given to the others
-    (``rebalance``); empty when none is left."""
-    return rebalance([(node, weight) for node, weight in weights if node not in nodes])
+    """An alias's ``weights`` with ``nodes`` taken out, their share given to the others in
+    proportion (``rebalance``); empty when none is left. A node at 0 stays in the alias at 0;
+    when every node left is at 0, they share equally ({a: 100, b: 0, c: 0} without a is
+    {b: 50, c: 50})."""
+    rest = [(node, weight) for node, weight in weights if node not in nodes]
+    shares = dict(rebalance(rest))
+    return tuple((node, shares.get(node, 0)) for node, _ in rest)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from checkpoint2svc.control.compat import incompatibility, node_signature
+from checkpoint2svc.control.compat import incompatibility, node_signatures
 from checkpoint2svc.control.controller import Controller
 from checkpoint2svc.control.models import AliasSpec, InstanceRecord, NodeSpec, without_nodes
 from checkpoint2svc.control.store import NodeRow
@@ -28,6 +28,14 @@ class LogRequestError(Checkpoint2SvcError):
 
 
 # --- nodes --------------------------------------------------------------------------------------
+def list_nodes(controller: Controller) -> list[NodeRow]:
+    return controller.store.nodes()
+
+
+def get_node(controller: Controller, name: str) -> NodeRow:
+    return controller.store.node(name)
+
+
 def create_node(controller: Controller, spec: NodeSpec) -> NodeRow:
     row = controller.store.add_node(spec.validate())
     controller.event(spec.name, "node created")
@@ -35,7 +43,9 @@ def create_node(controller: Controller, spec: NodeSpec) -> NodeRow:
 
 
 def update_node(controller: Controller, name: str, patch: NodePatch) -> NodeRow:
-    """Change a node's settings; a new checkpoint or image is built and rolled out."""
+    """Change a node's settings; a new checkpoint or image is built and rolled out. The changed
+    settings are validated as a whole, read back from their JSON form too (``NodeSpec.validate``),
+    so what is stored can always be read."""
     row = controller.store.node(name)
     spec = replace(patch.applied_to(row.spec), name=name).validate()
     rebuild = spec.checkpoint != row.spec.checkpoint or spec.image != row.spec.image
@@ -55,7 +65,8 @@ def suspend_node(controller: Controller, name: str, suspended: bool) -> NodeRow:
 def delete_node(controller: Controller, name: str, force: bool = False) -> None:
     """Mark the node for deletion (the reconcile loop stops its instances). An alias that uses
     it refuses, unless ``force``: then the node leaves the alias, its share going to the
-    others (``models.without_nodes``)."""
+    others in proportion; a node at 0 stays at 0, and when every node left is at 0 they share
+    equally (``models.without_nodes``); an alias left with no node is deleted."""
     controller.store.node(name)
     using = [a for a in controller.store.aliases() if name in dict(a.nodes)]
     if using and not force:
@@ -91,6 +102,14 @@ def log_instances(
 
 
 # --- aliases ------------------------------------------------------------------------------------
+def list_aliases(controller: Controller) -> list[AliasSpec]:
+    return controller.store.aliases()
+
+
+def get_alias(controller: Controller, name: str) -> AliasSpec:
+    return controller.store.alias(name)
+
+
 def checked_alias(
     controller: Controller, alias: AliasSpec, current: AliasSpec | None, allow_incompatible: bool
 ) -> AliasSpec:
@@ -102,13 +121,12 @@ def checked_alias(
     if allow_incompatible:
         return alias
     reference = (current or alias).nodes[0][0]
-    base = node_signature(controller.store.node(reference).spec)
-    for node, _ in alias.nodes:
-        if node == reference:
-            continue
+    others = [node for node, _ in alias.nodes if node != reference]
+    specs = [controller.store.node(node).spec for node in (reference, *others)]
+    base, *candidates = node_signatures(specs)
+    for node, candidate in zip(others, candidates, strict=True):
         problem = incompatibility(
-            f"node {node}", f"alias {alias.name}", reference, base,
-            node_signature(controller.store.node(node).spec),
+            f"node {node}", f"alias {alias.name}", reference, base, candidate,
             "pass --allow-incompatible to point the alias at it anyway",
         )  # fmt: skip
         if problem:

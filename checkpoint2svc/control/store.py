@@ -3,7 +3,6 @@ bounded log of events. What actually runs is asked of the backends, never stored
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -197,7 +196,7 @@ class Store:
             try:
                 self._db.execute(
                     "INSERT INTO aliases (name, spec, created, updated) VALUES (?,?,?,?)",
-                    (spec.name, json.dumps(spec.to_dict()), now, now),
+                    (spec.name, spec.to_json(), now, now),
                 )
             except sqlite3.IntegrityError:
                 raise AliasExistsError(spec.name) from None
@@ -207,18 +206,18 @@ class Store:
             row = self._db.execute("SELECT spec FROM aliases WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise AliasNotFoundError(name)
-        return AliasSpec.from_dict(json.loads(row[0]))
+        return AliasSpec.from_json(row[0])
 
     def aliases(self) -> list[AliasSpec]:
         with self._lock:
             rows = self._db.execute("SELECT spec FROM aliases ORDER BY name").fetchall()
-        return [AliasSpec.from_dict(json.loads(r[0])) for r in rows]
+        return [AliasSpec.from_json(r[0]) for r in rows]
 
     def update_alias(self, spec: AliasSpec) -> None:
         with self._lock:
             cursor = self._db.execute(
                 "UPDATE aliases SET spec = ?, updated = ? WHERE name = ?",
-                (json.dumps(spec.to_dict()), time.time(), spec.name),
+                (spec.to_json(), time.time(), spec.name),
             )
         if cursor.rowcount == 0:
             raise AliasNotFoundError(spec.name)

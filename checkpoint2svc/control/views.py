@@ -3,18 +3,20 @@ bodies it takes. FastAPI documents them in the controller's ``/openapi.json``; t
 parses its answers into them, so the CLI, the deployer and the notebook magic read attributes.
 
 A node's settings are ``models.NodeSpec`` itself (a dataclass pydantic validates), so a new
-setting is added in one place; ``NodePatch`` names each setting once more, all optional (a test
-checks that the two agree).
+setting is added in one place; ``NodePatch`` names each setting once more, each optional (a test
+checks that the two agree); null only where ``NodeSpec`` allows None.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from checkpoint2svc.control.models import (
+    AliasNode,
     AliasSpec,
     Autoscaling,
     Event,
@@ -25,6 +27,9 @@ from checkpoint2svc.control.models import (
     NodeStatus,
     Telemetry,
     Weights,
+    alias_nodes,
+    node_weights,
+    optional_settings,
 )
 
 if TYPE_CHECKING:
@@ -39,9 +44,10 @@ class View(BaseModel):
 
 
 class Body(BaseModel):
-    """A request body (frozen; an unknown field is refused, by name)."""
+    """A request body (frozen; an unknown field, or a number that is not finite, is refused, by
+    name)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ErrorView(View):
@@ -49,6 +55,16 @@ class ErrorView(View):
     name exists, an alias uses the node, the node is incompatible), 422 (invalid settings)."""
 
     detail: str
+
+
+def gateway_address(gateway_port: int) -> str:
+    """host:port of the gateway (REST and gRPC)."""
+    return f"127.0.0.1:{gateway_port}"
+
+
+def grpc_metadata(kind: Literal["node", "alias"], name: str) -> tuple[str, str]:
+    """The gRPC metadata by which the gateway routes to a node or an alias."""
+    return ("x-node-id", name) if kind == "node" else ("x-node-alias", name)
 
 
 class Endpoint(View):
@@ -59,8 +75,9 @@ class Endpoint(View):
 
     @classmethod
     def of(cls, kind: Literal["node", "alias"], name: str, gateway_port: int) -> Endpoint:
-        plural, header = ("nodes", "x-node-id") if kind == "node" else ("aliases", "x-node-alias")
-        gateway = f"127.0.0.1:{gateway_port}"
+        plural = "nodes" if kind == "node" else "aliases"
+        gateway = gateway_address(gateway_port)
+        header, _ = grpc_metadata(kind, name)
         return cls(
             rest=f"http://{gateway}/datasphere/v1/{plural}/{name}:execute",
             grpc=f"{gateway} (metadata {header}: {name})",
@@ -145,16 +162,6 @@ def node_view(controller: Controller, row: NodeRow, events: int = 10) -> NodeVie
     )
 
 
-class AliasNode(View):
-    node: str
-    weight: int
-    """Percent of the alias's requests."""
-
-
-def alias_nodes(weights: Weights) -> tuple[AliasNode, ...]:
-    return tuple(AliasNode(node=node, weight=weight) for node, weight in weights)
-
-
 class AliasView(View):
     name: str
     nodes: tuple[AliasNode, ...]
@@ -166,7 +173,7 @@ class AliasView(View):
 
     @property
     def weights(self) -> Weights:
-        return tuple((n.node, n.weight) for n in self.nodes)
+        return node_weights(self.nodes)
 
 
 def alias_view(controller: Controller, alias: AliasSpec) -> AliasView:
@@ -225,6 +232,19 @@ class NodePatch(Body):
     maintenance_limit: int | None = None
     autoscaling: Autoscaling | None = None
 
+    @field_validator("*")
+    @classmethod
+    def _needs_a_value(cls, value: Any, info: ValidationInfo) -> Any:
+        """None (JSON null) only where a node may go without the setting (checkpoint, image,
+        grpc_port); elsewhere it is refused, naming the setting, rather than stored."""
+        if value is None and info.field_name not in optional_settings():
+            raise PydanticCustomError(
+                "needs_value",
+                "needs a value (only {optional} may be null); leave it out to keep the current one",
+                {"optional": ", ".join(sorted(optional_settings()))},
+            )
+        return value
+
     def changed(self) -> list[str]:
         """The settings it changes, sorted."""
         return sorted(self.model_fields_set)
@@ -249,7 +269,7 @@ class AliasPatch(Body):
         """``alias`` with these changes (not validated)."""
         return AliasSpec(
             alias.name,
-            alias.nodes if self.nodes is None else tuple((n.node, n.weight) for n in self.nodes),
+            alias.nodes if self.nodes is None else node_weights(self.nodes),
             alias.metadata if self.metadata is None else dict(self.metadata),
             alias.sticky_header if self.sticky_header is None else self.sticky_header,
             alias.sticky_cookie if self.sticky_cookie is None else self.sticky_cookie,

@@ -249,3 +249,29 @@ def test_images_the_controller_built_are_removed_once_unused(
     )
     restarted._remove_unused_images()
     assert removed[-1] == "node/c:1" and store.unused_images() == []
+
+
+def test_settings_whose_json_form_would_not_read_back_are_refused() -> None:
+    with pytest.raises(NodeSpecError, match="invalid node settings: request_timeout_s: "):
+        spec(request_timeout_s=float("nan"))  # stored, it would read as null
+    with pytest.raises(NodeSpecError, match="invalid node settings: telemetry: "):
+        spec(telemetry=None)
+
+
+def test_an_alias_is_stored_in_its_json_form_and_read_back(tmp_path: Path) -> None:
+    import json
+
+    from checkpoint2svc.control.models import AliasSpec
+
+    alias = AliasSpec("greet", (("a", 60), ("b", 40)), {"team": "x"}, sticky_cookie="c")
+    assert json.loads(alias.to_json()) == {
+        "name": "greet", "nodes": [{"node": "a", "weight": 60}, {"node": "b", "weight": 40}],
+        "metadata": {"team": "x"}, "sticky_header": "", "sticky_cookie": "c",
+    }  # fmt: skip
+    store = Store(tmp_path / "c.db")
+    store.add_alias(alias)
+    assert Store(tmp_path / "c.db").aliases() == [alias]
+    older = '{"name": "greet", "nodes": [{"node": "a", "weight": 100}]}'  # before sticky routing
+    assert AliasSpec.from_json(older) == AliasSpec("greet", (("a", 100),))
+    with pytest.raises(NodeSpecError, match=r"invalid alias settings: nodes\.0\.weight: "):
+        AliasSpec.from_json('{"name": "greet", "nodes": [{"node": "a", "weight": "most"}]}')

@@ -15,7 +15,7 @@ from checkpoint2svc.control.deployer import (
     is_version_of,
     version_node_name,
 )
-from checkpoint2svc.control.models import rebalance
+from checkpoint2svc.control.models import rebalance, without_nodes
 from checkpoint2svc.errors import SignatureError
 from tests.unit.test_json_schema import make_manifest
 
@@ -37,6 +37,50 @@ def test_rebalance_keeps_proportions_and_adds_up(
     result = list(rebalance(others, share))
     assert result == expected
     assert sum(w for _, w in result) == (share if result else 0)
+
+
+@pytest.mark.parametrize(
+    ("weights", "leaving", "expected"),
+    [
+        ((("a", 70), ("b", 20), ("c", 10)), {"a"}, (("b", 67), ("c", 33))),
+        ((("a", 50), ("b", 50), ("c", 0)), {"a"}, (("b", 100), ("c", 0))),  # c stays, at 0
+        ((("a", 100), ("b", 0), ("c", 0)), {"a"}, (("b", 50), ("c", 50))),  # all 0: equal
+        ((("a", 100), ("b", 0), ("c", 0), ("d", 0)), {"a"}, (("b", 34), ("c", 33), ("d", 33))),
+        ((("a", 60), ("b", 40)), {"a", "b"}, ()),
+    ],
+)
+def test_nodes_leaving_an_alias_give_their_share_to_the_others(
+    weights: tuple[tuple[str, int], ...], leaving: set[str], expected: tuple[tuple[str, int], ...]
+) -> None:
+    assert without_nodes(weights, leaving) == expected
+
+
+@pytest.mark.parametrize(
+    ("alias", "summary"),
+    [
+        (None, ["node greet: Healthy (created node greet)",
+                "  REST: http://127.0.0.1:8090/datasphere/v1/nodes/greet:execute",
+                "  gRPC: 127.0.0.1:8090 (metadata x-node-id: greet)"]),
+        ("hi", ["alias hi -> node greet: Healthy (created node greet)",
+                "  REST: http://127.0.0.1:8090/datasphere/v1/aliases/hi:execute",
+                "  gRPC: 127.0.0.1:8090 (metadata x-node-alias: hi)"]),
+    ],
+)  # fmt: skip
+def test_a_deployment_says_where_it_answers_as_the_api_does(
+    alias: str | None, summary: list[str]
+) -> None:
+    from checkpoint2svc.control.deployer import Deployment
+    from checkpoint2svc.control.models import NodeStatus
+    from checkpoint2svc.control.views import Endpoint
+
+    deployment = Deployment("greet", "greet", alias, manifest(), 8090, NodeStatus.HEALTHY)
+    deployment.actions.append("created node greet")
+    assert deployment.summary() == summary
+    kind, name = ("alias", alias) if alias else ("node", "greet")
+    assert deployment.endpoint == Endpoint.of(kind, name, 8090)
+    assert deployment.rest_url == summary[1].removeprefix("  REST: ")
+    assert deployment.grpc_target == "127.0.0.1:8090"
+    assert deployment.grpc_metadata == (("x-node-alias", "hi") if alias else ("x-node-id", "greet"))
 
 
 def manifest() -> Manifest:

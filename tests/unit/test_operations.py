@@ -145,3 +145,167 @@ def test_a_body_of_the_wrong_shape_is_refused_naming_the_field(controller: Contr
     assert nested.json()["detail"].startswith("invalid node settings: health.paht: ")
     weight = api.post("/v1/aliases", json={"name": "a", "nodes": [{"node": "x", "weight": "?"}]})
     assert weight.json()["detail"].startswith("invalid alias settings: nodes.0.weight: ")
+
+
+def api(controller: Controller) -> Any:
+    from fastapi.testclient import TestClient
+
+    from checkpoint2svc.control.api import create_api
+
+    return TestClient(create_api(controller, "t"), headers={"authorization": "Bearer t"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"request_timeout_s": None}, "request_timeout_s: needs a value"),
+        ({"health": None}, "health: needs a value"),
+        ({"env": None, "port": 9000}, "env: needs a value"),
+    ],
+)
+def test_null_for_a_setting_that_needs_a_value_is_refused_and_the_node_still_reads(
+    controller: Controller, tmp_path: Path, changes: dict[str, object], says: str
+) -> None:
+    node(controller, tmp_path, "a", {"name": "str"})
+    refused = api(controller).patch("/v1/nodes/a", json=changes)
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        f"invalid node settings: {says} (only checkpoint, grpc_port, image may be null); leave "
+        "it out to keep the current one"
+    )
+    assert api(controller).get("/v1/nodes/a").status_code == 200
+    assert controller.store.node("a").spec.port == 8080
+
+
+def test_a_node_may_go_without_a_checkpoint_or_grpc_port() -> None:
+    patch = NodePatch.model_validate({"checkpoint": None, "image": "x:1", "grpc_port": None})
+    assert patch.changed() == ["checkpoint", "grpc_port", "image"]
+
+
+def test_nothing_unreadable_is_stored_even_past_the_patchs_own_checks(
+    controller: Controller, tmp_path: Path
+) -> None:
+    node(controller, tmp_path, "a", {"name": "str"})
+    unchecked = NodePatch.model_construct(health=None)  # as if a body escaped validation
+    with pytest.raises(NodeSpecError, match="invalid node settings: health: "):
+        operations.update_node(controller, "a", unchecked)
+    not_a_number = api(controller).patch(
+        "/v1/nodes/a",
+        content='{"idle_timeout_s": NaN}',
+        headers={"content-type": "application/json"},
+    )
+    assert not_a_number.status_code == 422, not_a_number.text  # stored, it would read as null
+    assert not_a_number.json()["detail"].startswith("invalid node settings: idle_timeout_s: ")
+    assert controller.store.node("a").spec == operations.get_node(controller, "a").spec
+    assert controller.store.node("a").spec.idle_timeout_s == 300.0
+
+
+def test_a_bad_parameter_is_not_called_a_setting(controller: Controller, tmp_path: Path) -> None:
+    node(controller, tmp_path, "a", {"name": "str"})
+    answer = api(controller).get("/v1/nodes/a", params={"events": "abc"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith("invalid parameter: events: ")
+    both = api(controller).patch("/v1/nodes/a?x=1", json={"port": "x"})
+    assert both.json()["detail"].startswith("invalid node settings: port: ")
+
+
+@pytest.mark.parametrize(
+    ("weights", "rest"),
+    [
+        ((("a", 50), ("b", 50), ("c", 0)), (("b", 100), ("c", 0))),
+        ((("a", 100), ("b", 0), ("c", 0)), (("b", 50), ("c", 50))),
+    ],
+)
+def test_a_forced_delete_keeps_nodes_at_zero_and_splits_equally_when_all_are(
+    controller: Controller,
+    tmp_path: Path,
+    weights: tuple[tuple[str, int], ...],
+    rest: tuple[tuple[str, int], ...],
+) -> None:
+    for name, _ in weights:
+        node(controller, tmp_path, name, {"name": "str"})
+    operations.create_alias(controller, alias("greet", *weights))
+    operations.delete_node(controller, "a", force=True)
+    assert operations.get_alias(controller, "greet").nodes == rest
+
+
+def test_the_guard_reads_image_nodes_through_one_engine_client_and_closes_it(
+    controller: Controller, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import docker
+    import requests
+
+    from checkpoint2svc.control.compat import node_signatures
+    from checkpoint2svc.image import engine
+
+    opened: list[FakeEngine] = []
+
+    class FakeImages:
+        def get(self, image: str) -> object:
+            if image == "down:1":
+                raise requests.ConnectionError("connection reset")
+            raise docker.errors.APIError("500 Server Error: engine hiccup")
+
+    class FakeEngine:
+        images = FakeImages()
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    def docker_client(timeout: float = 300) -> FakeEngine:
+        opened.append(FakeEngine())
+        return opened[-1]
+
+    monkeypatch.setattr(engine, "docker_client", docker_client)
+    checkpoint = write_checkpoint(tmp_path / "ckpt", {"name": "str"}, {"greeting": "str"})
+    specs = [
+        NodeSpec("i1", image="x:1"),
+        NodeSpec("ck", checkpoint=checkpoint, backend="local"),
+        NodeSpec("i2", image="down:1"),
+    ]
+    first, from_checkpoint, second = node_signatures(specs)
+    assert (first, second) == (None, None)  # the engine erred: unknown, not a 500
+    assert from_checkpoint is not None
+    assert len(opened) == 1 and opened[0].closed
+    for spec in specs:
+        operations.create_node(controller, spec)
+    operations.create_alias(controller, alias("mixed", ("ck", 50), ("i1", 25), ("i2", 25)))
+    assert len(opened) == 2 and opened[1].closed
+
+
+@pytest.mark.parametrize(
+    ("call", "path", "answer"),
+    [
+        (lambda client: client.status(), "/v1/status", {"controller": "of another version"}),
+        (lambda client: client.nodes(), "/v1/nodes", [{"name": "a"}]),
+        (lambda client: client.aliases(), "/v1/aliases", {"aliases": []}),
+        (lambda client: client.node("a"), "/v1/nodes/a", []),
+    ],
+)
+def test_an_answer_the_client_cannot_read_says_to_restart_the_controller(
+    tmp_path: Path, call: Any, path: str, answer: object
+) -> None:
+    import httpx
+
+    from checkpoint2svc.control.api_client import ControllerClient, ControllerError
+    from checkpoint2svc.control.home import ControllerInfo, Home
+
+    home = Home(tmp_path)
+    home.write_info(ControllerInfo(pid=1, api_port=7070, gateway_port=8090, controller_id="c"))
+    asked: list[str] = []
+
+    def controller(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return httpx.Response(200, json=answer)
+
+    client = ControllerClient(home, transport=httpx.MockTransport(controller))
+    with pytest.raises(ControllerError) as refused:
+        call(client)
+    assert asked == [path]
+    message = str(refused.value)
+    assert (
+        f"the controller answered GET {path} in a form this checkpoint2svc version does not "
+        "read (" in message
+    )
+    assert message.endswith("restart it: `checkpoint2svc down && checkpoint2svc up`")
